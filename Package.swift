@@ -1,0 +1,51 @@
+// swift-tools-version: 6.0
+// kmsfs: an encrypted FUSE filesystem whose data key is wrapped by a KMS.
+// Dependencies are kept deliberately small (see README "Dependencies"): the
+// crypto, TLS and HTTP come from the system's OpenSSL and libcurl through thin
+// C shims, so a cold build on 2 cores stays around a minute.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "kmsfs",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "kmsfs", targets: ["kmsfs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // L0: system libraries, each a module map plus one shim header.
+        .systemLibrary(name: "CFuse", path: "Sources/CFuse", pkgConfig: "fuse3"),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
+
+        // L1
+        .target(name: "BlockCipher", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
+        .target(name: "KeyVault", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
+        // L2
+        .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "COpenSSL"], swiftSettings: swiftSettings),
+        // L3
+        .target(name: "FuseFrontend", dependencies: ["MetaStore", "BlockCipher", "CFuse"], swiftSettings: swiftSettings),
+        .target(name: "SnapExport", dependencies: ["MetaStore", "KeyVault", "BlockCipher"], swiftSettings: swiftSettings),
+        // L4
+        .executableTarget(
+            name: "kmsfs",
+            dependencies: [
+                "FuseFrontend", "SnapExport", "MetaStore", "KeyVault", "BlockCipher",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "BlockCipherTests", dependencies: ["BlockCipher"],
+                    resources: [.copy("Vectors")], swiftSettings: swiftSettings),
+        .testTarget(name: "KeyVaultTests", dependencies: ["KeyVault"], swiftSettings: swiftSettings),
+        .testTarget(name: "MetaStoreTests", dependencies: ["MetaStore", "BlockCipher"], swiftSettings: swiftSettings),
+        .testTarget(name: "IntegrationTests", dependencies: ["kmsfs"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,54 @@
+internal import COpenSSL
+import Synchronization
+
+/// One EVP_CIPHER_CTX, keyed once; freed (and thereby cleansed) in deinit.
+final class CipherContext: @unchecked Sendable {
+    // @unchecked: a context is used by one thread at a time, which the pool guarantees.
+    let ctx: OpaquePointer
+
+    init(cipher: OpaquePointer, key: SecretBytes, encrypt: Bool) throws {
+        guard let ctx = EVP_CIPHER_CTX_new() else { throw BlockCipherError.lastOpenSSL("EVP_CIPHER_CTX_new") }
+        self.ctx = ctx
+        let ok = key.withUnsafeBytes {
+            EVP_CipherInit_ex(ctx, cipher, nil, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, encrypt ? 1 : 0)
+        }
+        guard ok == 1 else { throw BlockCipherError.lastOpenSSL("EVP_CipherInit_ex") }
+    }
+
+    deinit { EVP_CIPHER_CTX_free(ctx) }
+}
+
+/// A small free list of keyed contexts, so concurrent FUSE threads each get
+/// their own without re-running the key schedule per request.
+final class CipherContextPool: Sendable {
+    private let cipher: FetchedCipher
+    private let key: SecretBytes
+    private let encrypt: Bool
+    private let free = Mutex<[CipherContext]>([])
+
+    init(cipher: FetchedCipher, key: SecretBytes, encrypt: Bool) {
+        self.cipher = cipher
+        self.key = key
+        self.encrypt = encrypt
+    }
+
+    func with<R>(_ body: (CipherContext) throws -> R) throws -> R {
+        let context = try free.withLock { $0.popLast() } ?? CipherContext(cipher: cipher.handle, key: key, encrypt: encrypt)
+        defer { free.withLock { $0.append(context) } }
+        return try body(context)
+    }
+}
+
+/// An algorithm fetched once (EVP_CIPHER_fetch) and released in deinit.
+final class FetchedCipher: @unchecked Sendable {
+    // @unchecked: an EVP_CIPHER is immutable after the fetch and OpenSSL
+    // documents it as shareable between threads.
+    let handle: OpaquePointer
+
+    init(_ name: String) throws {
+        guard let cipher = EVP_CIPHER_fetch(nil, name, nil) else { throw BlockCipherError.lastOpenSSL("EVP_CIPHER_fetch(\(name))") }
+        handle = cipher
+    }
+
+    deinit { EVP_CIPHER_free(handle) }
+}

@@ -1,0 +1,1 @@
+// SnapExport: snapshots and export bundles (issue 6).
