@@ -28,7 +28,7 @@ public final class NameCipher: Sendable {
     /// skips for empty input, so callers frame values that may be empty.
     public func seal(_ plaintext: [UInt8], associatedData: [UInt8]) throws -> [UInt8] {
         guard !plaintext.isEmpty else { throw BlockCipherError.badUnitLength(expected: 1, actual: 0) }
-        try encryptors.with { context in
+        return try encryptors.with { context in
             var out = [UInt8](repeating: 0, count: Self.overhead + plaintext.count)
             var length: Int32 = 0
             guard rekey(context, encrypt: true),
