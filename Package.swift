@@ -23,12 +23,13 @@ let package = Package(
         .systemLibrary(name: "CFuse", path: "Sources/CFuse", pkgConfig: "fuse3"),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
 
         // L1
         .target(name: "BlockCipher", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
         .target(name: "KeyVault", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
         // L2
-        .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "COpenSSL"], swiftSettings: swiftSettings),
+        .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "CLinux"], swiftSettings: swiftSettings),
         // L3
         .target(name: "FuseFrontend", dependencies: ["MetaStore", "BlockCipher", "CFuse"], swiftSettings: swiftSettings),
         .target(name: "SnapExport", dependencies: ["MetaStore", "KeyVault", "BlockCipher"], swiftSettings: swiftSettings),

@@ -1,0 +1,13 @@
+// Shim for Linux-only libc calls that Swift's Glibc module hides behind
+// _GNU_SOURCE. Declarations only; glibc provides the symbols.
+#ifndef KMSFS_CLINUX_H
+#define KMSFS_CLINUX_H
+#include <sys/types.h>
+
+// fallocate(2): hole punching and preallocation of ciphertext files.
+extern int fallocate(int fd, int mode, off_t offset, off_t len);
+
+#define CLINUX_FALLOC_FL_KEEP_SIZE 0x01
+#define CLINUX_FALLOC_FL_PUNCH_HOLE 0x02
+#define CLINUX_FALLOC_FL_ZERO_RANGE 0x10
+#endif

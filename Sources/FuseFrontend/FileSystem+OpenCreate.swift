@@ -1,0 +1,66 @@
+import MetaStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension FileSystem {
+    /// open(2): handles are per inode; O_TRUNC is done here (FUSE_CAP_ATOMIC_O_TRUNC).
+    public func open(_ ino: InodeNumber, flags: Int32) throws {
+        let accessMode = flags & O_ACCMODE
+        if accessMode != O_RDONLY || flags & O_TRUNC != 0 { try checkWritable() }
+        let a = try attributes(ino)
+        guard !a.isDirectory else { throw Errno(EISDIR) }
+        guard a.isRegular else { throw Errno.invalid }
+        _ = try run("open \(ino)") { try table.open(ino) { try dataStore.open(ino.fileID) } }
+        if flags & O_TRUNC != 0 && a.size > 0 {
+            do {
+                _ = try setAttributes(ino, AttributeChanges(size: 0))
+            } catch {
+                _ = table.release(ino)
+                throw error
+            }
+        }
+    }
+
+    /// create(2): a new regular file, opened.
+    public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, caller: Caller) throws -> InodeAttributes {
+        let a = try makeNode(parent: parent, name: name, mode: UInt32(S_IFREG) | (mode & 0o7777), rdev: 0, caller: caller)
+        _ = try run("create \(a.ino)") { try table.open(a.ino) { try dataStore.open(a.ino.fileID) } }
+        return a
+    }
+
+    public func release(_ ino: InodeNumber) {
+        try? metadata.flush()
+        if table.release(ino), let a = try? metadata.attributes(ino) { purgeIfUnreferenced(a) }
+    }
+
+    /// fsync: the ciphertext file, then the metadata (WAL checkpoint).
+    public func fsync(_ ino: InodeNumber, dataOnly: Bool) throws {
+        try run("fsync \(ino)") {
+            if let inode = table.handle(ino) { try inode.data.sync(dataOnly: dataOnly) }
+            try metadata.sync()
+        }
+    }
+
+    /// fsyncdir and flush: metadata only.
+    public func syncMetadata() throws {
+        try run("fsync metadata") { try metadata.sync() }
+    }
+
+    func openInode(_ ino: InodeNumber) throws -> OpenInode {
+        guard let inode = table.handle(ino) else { throw Errno.badFile }
+        return inode
+    }
+}
+
+extension FileSystem {
+    /// flush (every close): write pending timestamps.
+    public func flushMetadata() throws {
+        try run("flush") { try metadata.flush() }
+    }
+
+    /// 512-byte blocks the ciphertext occupies (holes are not counted).
+    func allocatedBlocks(_ a: InodeAttributes) -> UInt64 {
+        UInt64(max(0, dataStore.allocatedBytes(a.ino.fileID))) / 512
+    }
+}

@@ -1,0 +1,70 @@
+import BlockCipher
+import MetaStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The filesystem operations over MetaStore and the ciphertext files, with
+/// plain Swift signatures: each either returns its result or throws an
+/// `Errno`. Only `FuseSession`'s trampolines know about `fuse_req_t`, so each
+/// request gets exactly one reply and these ops are testable without a kernel.
+public final class FileSystem: Sendable {
+    /// How long the kernel may cache attributes and entries, in seconds.
+    public static let cacheTimeout = 1.0
+    let metadata: MetadataStore
+    let dataStore: DataStore
+    let table = InodeTable()
+    let readOnly: Bool
+    let storeRoot: String
+
+    public init(metadata: MetadataStore, dataStore: DataStore, storeRoot: String, readOnly: Bool) {
+        self.metadata = metadata
+        self.dataStore = dataStore
+        self.readOnly = readOnly
+        self.storeRoot = storeRoot
+    }
+
+    /// Deletes inodes left unlinked-but-open by a crash. Run before mounting.
+    public func removeOrphans() throws -> Int {
+        let orphans = try metadata.orphans()
+        for ino in orphans { try purge(ino) }
+        return orphans.count
+    }
+
+    /// Flushes pending metadata; called at unmount.
+    public func shutdown() {
+        do { try metadata.sync() } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
+    }
+
+    func purge(_ ino: InodeNumber) throws {
+        try dataStore.remove(ino.fileID)
+        try metadata.purge(ino)
+    }
+
+    /// Deletes `node` if no name, kernel reference or handle keeps it.
+    func purgeIfUnreferenced(_ node: InodeAttributes) {
+        guard node.nlink == 0, !table.isReferenced(node.ino) else { return }
+        do { try purge(node.ino) } catch { FuseLog.error("removing inode \(node.ino): \(error)") }
+    }
+
+    func checkWritable() throws {
+        if readOnly { throw Errno(EROFS) }
+    }
+
+    /// Runs `body`, converting any error into an `Errno` with context for the log.
+    func run<R>(_ context: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
+        do { return try body() } catch { throw Errno.from(error, context()) }
+    }
+}
+
+/// Caller identity of a request.
+public struct Caller: Sendable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var umask: UInt32
+    public init(uid: UInt32, gid: UInt32, umask: UInt32) {
+        self.uid = uid
+        self.gid = gid
+        self.umask = umask
+    }
+}

@@ -1,0 +1,104 @@
+internal import CFuse
+import MetaStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A mounted libfuse3 low-level session (fuse_session_new + fuse_session_mount),
+/// served by a multi-threaded loop. Owns the session handle and tears down in
+/// reverse order: unmount, signal handlers, destroy.
+public final class FuseSession {
+    /// Options of one mount.
+    public struct Options: Sendable {
+        public var fsName: String
+        public var readOnly = false
+        public var allowOther = false
+        public var writebackCache = true
+        public var maxThreads: UInt32 = 16
+        public var debug = false
+
+        public init(fsName: String) { self.fsName = fsName }
+    }
+
+    /// Errors while mounting.
+    public enum MountError: Error, CustomStringConvertible {
+        case sessionCreate
+        case mount(mountpoint: String)
+
+        public var description: String {
+            switch self {
+            case .sessionCreate: return "libfuse could not create a session (is /dev/fuse available?)"
+            case .mount(let m): return "mounting on \(m) failed (see the libfuse message above; is fuse3 installed and the mount point a directory?)"
+            }
+        }
+    }
+
+    let context: SessionContext
+    private let session: OpaquePointer
+    private let mountpoint: String
+    private var mounted = false
+
+    /// Creates the session and mounts it on `mountpoint`.
+    public init(fileSystem: FileSystem, mountpoint: String, options: Options) throws {
+        context = SessionContext(fileSystem: fileSystem, wantWriteback: options.writebackCache)
+        self.mountpoint = mountpoint
+        var mountOptions = ["fsname=\(options.fsName)", "subtype=kmsfs", "default_permissions", "noatime"]
+        if options.readOnly { mountOptions.append("ro") }
+        if options.allowOther { mountOptions.append("allow_other") }
+        var argv = ["kmsfs", "-o", mountOptions.joined(separator: ",")]
+        if options.debug { argv.append("-d") }
+        let cArgs = argv.map { strdup($0) }
+        defer { cArgs.forEach { free($0) } }
+        var cArgv: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
+        // fuse_session_new copies the table, so a local is enough.
+        var ops = Trampolines.operations()
+        let userdata = Unmanaged.passUnretained(context).toOpaque()
+        let created: OpaquePointer? = cArgv.withUnsafeMutableBufferPointer { buffer in
+            var args = CFuse_args_init(Int32(argv.count), buffer.baseAddress)
+            defer { fuse_opt_free_args(&args) }
+            return fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, userdata)
+        }
+        guard let created else { throw MountError.sessionCreate }
+        session = created
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            fuse_session_destroy(session)
+            throw MountError.mount(mountpoint: mountpoint)
+        }
+        mounted = true
+        guard fuse_set_signal_handlers(session) == 0 else {
+            fuse_session_unmount(session)
+            fuse_session_destroy(session)
+            throw MountError.sessionCreate
+        }
+    }
+
+    /// Serves requests until unmounted or signalled (SIGINT, SIGTERM, SIGHUP).
+    /// Returns 0 on a clean exit.
+    public func run(maxThreads: UInt32 = 16) -> Int32 {
+        let config = fuse_loop_cfg_create()
+        defer { fuse_loop_cfg_destroy(config) }
+        fuse_loop_cfg_set_max_threads(config, maxThreads)
+        fuse_loop_cfg_set_clone_fd(config, 0)
+        return CFuse_session_loop_mt(session, config)
+    }
+
+    deinit {
+        fuse_remove_signal_handlers(session)
+        if mounted { fuse_session_unmount(session) }
+        fuse_session_destroy(session)
+    }
+}
+
+/// What the trampolines reach through the session's userdata pointer.
+final class SessionContext: @unchecked Sendable {
+    // @unchecked: `writeback` is written once in the init callback, before
+    // the kernel sends any other request, and only read afterwards.
+    let fileSystem: FileSystem
+    let wantWriteback: Bool
+    var writeback = false
+
+    init(fileSystem: FileSystem, wantWriteback: Bool) {
+        self.fileSystem = fileSystem
+        self.wantWriteback = wantWriteback
+    }
+}

@@ -1,0 +1,200 @@
+import BlockCipher
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The unsynchronised core of the metadata store: SQLite plus an inode cache.
+/// `MetadataStore` owns one behind a Mutex; nothing else touches it.
+final class Catalog {
+    static let nameMax = 255
+    let db: SQLiteDatabase
+    let names: NameCipher
+    var cache: [UInt64: InodeAttributes] = [:]
+    /// Inodes whose timestamps changed in memory only (writes that did not grow the file).
+    var dirty: Set<UInt64> = []
+    var nextIno: UInt64
+
+    init(db: SQLiteDatabase, names: NameCipher) throws {
+        self.db = db
+        self.names = names
+        nextIno = UInt64(try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 2)
+    }
+
+    // MARK: inodes
+
+    func attributes(_ ino: InodeNumber) throws -> InodeAttributes {
+        if let a = cache[ino.rawValue] { return a }
+        var found: InodeAttributes?
+        try db.query("SELECT \(MetadataSchema.inodeColumns) FROM inodes WHERE ino = ?", [.int(Int64(bitPattern: ino.rawValue))]) { found = Self.decode($0, from: 0) }
+        guard let found else { throw MetaStoreError.posix(ENOENT) }
+        cache[ino.rawValue] = found
+        return found
+    }
+
+    static func decode(_ row: SQLRow, from c: Int32) -> InodeAttributes {
+        InodeAttributes(ino: InodeNumber(UInt64(bitPattern: row.int(c))), mode: UInt32(truncatingIfNeeded: row.int(c + 1)),
+                        nlink: UInt32(truncatingIfNeeded: row.int(c + 2)), uid: UInt32(truncatingIfNeeded: row.int(c + 3)),
+                        gid: UInt32(truncatingIfNeeded: row.int(c + 4)), rdev: UInt64(bitPattern: row.int(c + 5)),
+                        size: UInt64(bitPattern: row.int(c + 6)), atime: Timestamp(packed: row.int(c + 7)),
+                        mtime: Timestamp(packed: row.int(c + 8)), ctime: Timestamp(packed: row.int(c + 9)),
+                        parent: InodeNumber(UInt64(bitPattern: row.int(c + 10))))
+    }
+
+    /// Writes an inode through to SQLite and the cache.
+    func store(_ a: InodeAttributes) throws {
+        try db.query("INSERT OR REPLACE INTO inodes(\(MetadataSchema.inodeColumns)) VALUES(?,?,?,?,?,?,?,?,?,?,?)", [
+            .int(Int64(bitPattern: a.ino.rawValue)), .int(Int64(a.mode)), .int(Int64(a.nlink)), .int(Int64(a.uid)), .int(Int64(a.gid)),
+            .int(Int64(bitPattern: a.rdev)), .int(Int64(bitPattern: a.size)), .int(a.atime.packed), .int(a.mtime.packed),
+            .int(a.ctime.packed), .int(Int64(bitPattern: a.parent.rawValue)),
+        ])
+        cache[a.ino.rawValue] = a
+        dirty.remove(a.ino.rawValue)
+    }
+
+    func flushDirty() throws {
+        guard !dirty.isEmpty else { return }
+        let pending = dirty
+        try db.transaction {
+            for ino in pending { if let a = cache[ino] { try store(a) } }
+        }
+        dirty.removeAll()
+    }
+
+    // MARK: names
+
+    func entryAD(_ parent: InodeNumber) -> [UInt8] { [0x65] + le64(parent.rawValue) }
+
+    func sealName(_ name: [UInt8], parent: InodeNumber) throws -> [UInt8] {
+        guard !name.isEmpty, name != [0x2e], name != [0x2e, 0x2e], !name.contains(0x2f) else { throw MetaStoreError.posix(EINVAL) }
+        guard name.count <= Self.nameMax else { throw MetaStoreError.posix(ENAMETOOLONG) }
+        return try names.seal(name, associatedData: entryAD(parent))
+    }
+
+    func openName(_ sealed: [UInt8], parent: InodeNumber) throws -> [UInt8] {
+        do { return try names.open(sealed, associatedData: entryAD(parent)) } catch {
+            throw MetaStoreError.corruptRecord(what: "directory entry in inode \(parent)")
+        }
+    }
+
+    /// The inode a name points to in `parent`, or nil.
+    func entry(_ parent: InodeNumber, _ sealed: [UInt8]) throws -> InodeNumber? {
+        try db.scalar("SELECT ino FROM entries WHERE parent = ? AND name = ?", [.int(Int64(bitPattern: parent.rawValue)), .blob(sealed)])
+            .map { InodeNumber(UInt64(bitPattern: $0)) }
+    }
+
+    func directory(_ ino: InodeNumber) throws -> InodeAttributes {
+        let a = try attributes(ino)
+        guard a.isDirectory else { throw MetaStoreError.posix(ENOTDIR) }
+        guard a.nlink > 0 else { throw MetaStoreError.posix(ENOENT) }
+        return a
+    }
+
+    func lookup(_ parent: InodeNumber, _ name: [UInt8]) throws -> InodeAttributes {
+        let dir = try directory(parent)
+        if name == [0x2e] { return dir }
+        if name == [0x2e, 0x2e] { return try attributes(dir.parent) }
+        guard let ino = try entry(parent, sealName(name, parent: parent)) else { throw MetaStoreError.posix(ENOENT) }
+        return try attributes(ino)
+    }
+
+    func touchDirectory(_ dir: inout InodeAttributes, nlinkDelta: Int32 = 0, now: Timestamp) throws {
+        dir.mtime = now
+        dir.ctime = now
+        dir.nlink = UInt32(Int64(dir.nlink) + Int64(nlinkDelta))
+        try store(dir)
+    }
+
+    // MARK: creation
+
+    func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt64, symlinkTarget: [UInt8]?) throws -> InodeAttributes {
+        try db.transaction {
+            var dir = try directory(parent)
+            let sealed = try sealName(name, parent: parent)
+            guard try entry(parent, sealed) == nil else { throw MetaStoreError.posix(EEXIST) }
+            let now = Timestamp.now()
+            let isDir = mode & UInt32(S_IFMT) == UInt32(S_IFDIR)
+            var mode = mode
+            var gid = gid
+            if dir.mode & UInt32(S_ISGID) != 0 {
+                gid = dir.gid
+                if isDir { mode |= UInt32(S_ISGID) }
+            }
+            let ino = InodeNumber(nextIno)
+            let node = InodeAttributes(ino: ino, mode: mode, nlink: isDir ? 2 : 1, uid: uid, gid: gid, rdev: rdev,
+                                       size: UInt64(symlinkTarget?.count ?? 0), atime: now, mtime: now, ctime: now, parent: parent)
+            try store(node)
+            try db.query("UPDATE meta SET value = ? WHERE key = 'next_ino'", [.int(Int64(nextIno + 1))])
+            try db.query("INSERT INTO entries(parent, name, ino) VALUES(?,?,?)", [.int(Int64(parent.rawValue)), .blob(sealed), .int(Int64(ino.rawValue))])
+            if let target = symlinkTarget {
+                guard !target.isEmpty, target.count <= 4095 else { throw MetaStoreError.posix(target.isEmpty ? ENOENT : ENAMETOOLONG) }
+                try db.query("INSERT INTO symlinks(ino, target) VALUES(?,?)", [.int(Int64(ino.rawValue)), .blob(names.seal(target, associatedData: [0x6c] + le64(ino.rawValue)))])
+            }
+            try touchDirectory(&dir, nlinkDelta: isDir ? 1 : 0, now: now)
+            nextIno += 1
+            return node
+        }
+    }
+
+    func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> InodeAttributes {
+        try db.transaction {
+            var node = try attributes(ino)
+            guard !node.isDirectory else { throw MetaStoreError.posix(EPERM) }
+            guard node.nlink > 0 else { throw MetaStoreError.posix(ENOENT) }
+            var dir = try directory(newParent)
+            let sealed = try sealName(newName, parent: newParent)
+            guard try entry(newParent, sealed) == nil else { throw MetaStoreError.posix(EEXIST) }
+            let now = Timestamp.now()
+            try db.query("INSERT INTO entries(parent, name, ino) VALUES(?,?,?)", [.int(Int64(newParent.rawValue)), .blob(sealed), .int(Int64(ino.rawValue))])
+            node.nlink += 1
+            node.ctime = now
+            try store(node)
+            try touchDirectory(&dir, now: now)
+            return node
+        }
+    }
+
+    // MARK: removal
+
+    /// Removes a name; returns the inode with its new link count (0 means unreferenced by names).
+    func remove(parent: InodeNumber, name: [UInt8], directory wantDirectory: Bool) throws -> InodeAttributes {
+        try db.transaction {
+            var dir = try directory(parent)
+            let sealed = try sealName(name, parent: parent)
+            guard let ino = try entry(parent, sealed) else { throw MetaStoreError.posix(ENOENT) }
+            var node = try attributes(ino)
+            let now = Timestamp.now()
+            if wantDirectory {
+                guard node.isDirectory else { throw MetaStoreError.posix(ENOTDIR) }
+                guard try db.scalar("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", [.int(Int64(ino.rawValue))]) == nil else {
+                    throw MetaStoreError.posix(ENOTEMPTY)
+                }
+                node.nlink = 0
+            } else {
+                guard !node.isDirectory else { throw MetaStoreError.posix(EISDIR) }
+                node.nlink -= 1
+            }
+            node.ctime = now
+            try db.query("DELETE FROM entries WHERE parent = ? AND name = ?", [.int(Int64(parent.rawValue)), .blob(sealed)])
+            try store(node)
+            try touchDirectory(&dir, nlinkDelta: wantDirectory ? -1 : 0, now: now)
+            return node
+        }
+    }
+
+    /// Deletes an inode that no name and no open handle refers to any more.
+    func purge(_ ino: InodeNumber) throws {
+        try db.transaction {
+            for table in ["inodes", "symlinks", "xattrs"] {
+                try db.query("DELETE FROM \(table) WHERE ino = ?", [.int(Int64(ino.rawValue))])
+            }
+        }
+        cache[ino.rawValue] = nil
+        dirty.remove(ino.rawValue)
+    }
+
+    func orphans() throws -> [InodeNumber] {
+        var out = [InodeNumber]()
+        try db.query("SELECT ino FROM inodes WHERE nlink = 0") { out.append(InodeNumber(UInt64(bitPattern: $0.int(0)))) }
+        return out
+    }
+}

@@ -1,0 +1,193 @@
+import BlockCipher
+internal import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One inode's ciphertext file. Plaintext byte `o` lives in data unit
+/// `o / 4096` at the same offset; a unit that is all zero bytes on disk is a
+/// hole and reads as zeros (a real ciphertext is all-zero with probability 2^-32768).
+/// Invariant: plaintext bytes past the file size inside the last unit are zero.
+///
+/// Not synchronised: the caller holds the inode's lock (shared for reads,
+/// exclusive for writes and truncation).
+public final class DataFile: @unchecked Sendable {
+    // @unchecked: the fd is immutable; callers serialise conflicting calls.
+    static let unit = DataStore.blockSize
+    public let id: FileID
+    public let path: String
+    let fd: Int32
+    let cipher: XTSCipher
+
+    init(fd: Int32, id: FileID, cipher: XTSCipher, path: String) {
+        self.fd = fd
+        self.id = id
+        self.cipher = cipher
+        self.path = path
+    }
+
+    deinit { close(fd) }
+
+    /// Decrypts `[offset, offset+count)` clipped to `fileSize` and hands the
+    /// plaintext to `body` without an extra copy.
+    public func read<R>(offset: UInt64, count: Int, fileSize: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let end = min(offset + UInt64(count), fileSize)
+        guard offset < end else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        let first = offset / UInt64(Self.unit)
+        let last = (end - 1) / UInt64(Self.unit)
+        let units = Int(last - first + 1)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: units * Self.unit, alignment: Self.unit)
+        defer { buffer.deallocate() }
+        try readUnits(into: buffer, first: first)
+        let skip = Int(offset - first * UInt64(Self.unit))
+        return try body(UnsafeRawBufferPointer(rebasing: buffer[skip..<skip + Int(end - offset)]))
+    }
+
+    /// Writes plaintext at `offset`, read-modify-writing partial units at either end.
+    public func write(offset: UInt64, data: UnsafeRawBufferPointer, fileSize: UInt64) throws {
+        guard data.count > 0 else { return }
+        let end = offset + UInt64(data.count)
+        let first = offset / UInt64(Self.unit)
+        let last = (end - 1) / UInt64(Self.unit)
+        let units = Int(last - first + 1)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: units * Self.unit, alignment: Self.unit)
+        defer { buffer.deallocate() }
+        let headPartial = offset % UInt64(Self.unit) != 0
+        let tailPartial = end % UInt64(Self.unit) != 0 && end < fileSize
+        // Only units that exist (start below the old size) need their old contents.
+        if headPartial && first * UInt64(Self.unit) < fileSize {
+            try readUnits(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Self.unit]), first: first)
+        } else {
+            buffer.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: Self.unit)
+        }
+        if units > 1 {
+            let tail = UnsafeMutableRawBufferPointer(rebasing: buffer[(units - 1) * Self.unit..<units * Self.unit])
+            if tailPartial && last * UInt64(Self.unit) < fileSize {
+                try readUnits(into: tail, first: last)
+            } else {
+                tail.initializeMemory(as: UInt8.self, repeating: 0)
+            }
+        } else if !headPartial && end % UInt64(Self.unit) != 0 && first * UInt64(Self.unit) < fileSize {
+            try readUnits(into: buffer, first: first)
+        }
+        let skip = Int(offset - first * UInt64(Self.unit))
+        (buffer.baseAddress! + skip).copyMemory(from: data.baseAddress!, byteCount: data.count)
+        try cipher.encrypt(UnsafeRawBufferPointer(buffer), into: buffer, fileID: id, firstBlock: BlockIndex(first))
+        try writeAll(UnsafeRawBufferPointer(buffer), at: first * UInt64(Self.unit))
+    }
+
+    /// Changes the length from `oldSize` to `newSize`: when shrinking, the
+    /// kept part of the last unit is re-encrypted with zeros after the end.
+    public func truncate(from oldSize: UInt64, to newSize: UInt64) throws {
+        let unit = UInt64(Self.unit)
+        if newSize < oldSize && newSize % unit != 0 {
+            let index = newSize / unit
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.unit, alignment: Self.unit)
+            defer { buffer.deallocate() }
+            if try readUnits(into: buffer, first: index) {
+                let keep = Int(newSize % unit)
+                (buffer.baseAddress! + keep).initializeMemory(as: UInt8.self, repeating: 0, count: Self.unit - keep)
+                try cipher.encrypt(UnsafeRawBufferPointer(buffer), into: buffer, fileID: id, firstBlock: BlockIndex(index))
+                try writeAll(UnsafeRawBufferPointer(buffer), at: index * unit)
+            }
+        }
+        let backing = (newSize + unit - 1) / unit * unit
+        if newSize < oldSize || backing < currentBackingSize() {
+            guard ftruncate(fd, off_t(backing)) == 0 else { throw MetaStoreError.io(operation: "ftruncate", path: path, errno: errno) }
+        }
+    }
+
+    /// Makes `[offset, offset+length)` read as zeros: whole units become holes
+    /// (FALLOC_FL_PUNCH_HOLE), partial ones are rewritten.
+    public func zero(offset: UInt64, length: UInt64, fileSize: UInt64) throws {
+        let unit = UInt64(Self.unit)
+        let end = min(offset + length, fileSize)
+        guard offset < end else { return }
+        let firstWhole = (offset + unit - 1) / unit
+        let lastWhole = end / unit
+        if firstWhole < lastWhole {
+            let rc = fallocate(fd, CLINUX_FALLOC_FL_PUNCH_HOLE | CLINUX_FALLOC_FL_KEEP_SIZE, off_t(firstWhole * unit), off_t((lastWhole - firstWhole) * unit))
+            guard rc == 0 else { throw MetaStoreError.io(operation: "fallocate(punch)", path: path, errno: errno) }
+        }
+        var zeros = [UInt8](repeating: 0, count: Self.unit)
+        func rewrite(_ from: UInt64, _ to: UInt64) throws {
+            guard from < to else { return }
+            try zeros.withUnsafeMutableBytes { try write(offset: from, data: UnsafeRawBufferPointer(rebasing: $0[0..<Int(to - from)]), fileSize: fileSize) }
+        }
+        if firstWhole >= lastWhole {
+            try rewrite(offset, end)
+        } else {
+            try rewrite(offset, firstWhole * unit)
+            try rewrite(lastWhole * unit, end)
+        }
+        zeros.removeAll()
+    }
+
+    /// Preallocates backing space (FALLOC_FL_KEEP_SIZE semantics on the ciphertext file).
+    public func preallocate(offset: UInt64, length: UInt64) throws {
+        let unit = UInt64(Self.unit)
+        let start = offset / unit * unit
+        let end = (offset + length + unit - 1) / unit * unit
+        guard fallocate(fd, CLINUX_FALLOC_FL_KEEP_SIZE, off_t(start), off_t(end - start)) == 0 else {
+            throw MetaStoreError.io(operation: "fallocate", path: path, errno: errno)
+        }
+    }
+
+    /// fdatasync (or fsync) of the ciphertext file.
+    public func sync(dataOnly: Bool) throws {
+        guard (dataOnly ? fdatasync(fd) : fsync(fd)) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
+    }
+
+    // MARK: unit I/O
+
+    /// Reads and decrypts whole units; returns whether any unit held data.
+    @discardableResult
+    func readUnits(into buffer: UnsafeMutableRawBufferPointer, first: UInt64) throws -> Bool {
+        var got = 0
+        while got < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(first * UInt64(Self.unit)) + off_t(got))
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw MetaStoreError.io(operation: "read", path: path, errno: errno) }
+            if n == 0 { break }
+            got += n
+        }
+        if got < buffer.count { (buffer.baseAddress! + got).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - got) }
+        // Decrypt runs of non-hole units with one call each.
+        let units = buffer.count / Self.unit
+        var anyData = false
+        var runStart = -1
+        for index in 0...units {
+            let isData = index < units && !Self.isZero(UnsafeRawBufferPointer(rebasing: buffer[index * Self.unit..<(index + 1) * Self.unit]))
+            if isData && runStart < 0 { runStart = index }
+            if !isData && runStart >= 0 {
+                let run = UnsafeMutableRawBufferPointer(rebasing: buffer[runStart * Self.unit..<index * Self.unit])
+                try cipher.decrypt(UnsafeRawBufferPointer(run), into: run, fileID: id, firstBlock: BlockIndex(first + UInt64(runStart)))
+                runStart = -1
+                anyData = true
+            }
+        }
+        return anyData
+    }
+
+    static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let words = bytes.bindMemory(to: UInt64.self)
+        var acc: UInt64 = 0
+        for w in words { acc |= w }
+        return acc == 0
+    }
+
+    func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw MetaStoreError.io(operation: "write", path: path, errno: n < 0 ? errno : EIO) }
+            done += n
+        }
+    }
+
+    func currentBackingSize() -> UInt64 {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? UInt64(st.st_size) : 0
+    }
+}

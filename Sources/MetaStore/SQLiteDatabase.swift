@@ -1,0 +1,124 @@
+internal import CSQLite
+import Synchronization
+
+/// A SQLite connection (sqlite3_open_v2) owning its prepared statements.
+/// Not thread-safe by itself: MetadataStore serialises all use behind its Mutex.
+final class SQLiteDatabase {
+    private var handle: OpaquePointer?
+    private var statements: [String: OpaquePointer] = [:]
+    let path: String
+
+    init(path: String, create: Bool) throws {
+        self.path = path
+        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
+        guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close(handle)
+            throw MetaStoreError.database(operation: "open \(path)", message: message)
+        }
+        sqlite3_extended_result_codes(handle, 1)
+        sqlite3_busy_timeout(handle, 5000)
+    }
+
+    deinit {
+        for statement in statements.values { sqlite3_finalize(statement) }
+        sqlite3_close(handle)
+    }
+
+    /// Runs SQL without results (sqlite3_exec).
+    func execute(_ sql: String) throws {
+        var error: UnsafeMutablePointer<CChar>?
+        guard sqlite3_exec(handle, sql, nil, nil, &error) == SQLITE_OK else {
+            let message = error.map { String(cString: $0) } ?? "unknown"
+            sqlite3_free(error)
+            throw MetaStoreError.database(operation: String(sql.prefix(40)), message: message)
+        }
+    }
+
+    /// Runs `sql` with `bindings`, calling `row` for each result row.
+    func query(_ sql: String, _ bindings: [SQLValue] = [], row: (SQLRow) throws -> Void = { _ in }) throws {
+        let statement = try prepared(sql)
+        defer { sqlite3_reset(statement); sqlite3_clear_bindings(statement) }
+        for (index, value) in bindings.enumerated() {
+            let i = Int32(index + 1)
+            switch value {
+            case .int(let v): sqlite3_bind_int64(statement, i, v)
+            case .blob(let b): b.withUnsafeBytes { _ = sqlite3_bind_blob(statement, i, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count), CSQLite_transient()) }
+            case .text(let t): sqlite3_bind_text(statement, i, t, -1, CSQLite_transient())
+            case .null: sqlite3_bind_null(statement, i)
+            }
+        }
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { return }
+            guard rc == SQLITE_ROW else { throw failure(sql, rc) }
+            try row(SQLRow(statement: statement))
+        }
+    }
+
+    /// Runs `sql` and returns the first row's first column as an integer.
+    func scalar(_ sql: String, _ bindings: [SQLValue] = []) throws -> Int64? {
+        var value: Int64?
+        try query(sql, bindings) { if value == nil { value = $0.int(0) } }
+        return value
+    }
+
+    /// Rows changed by the last statement.
+    var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on error.
+    func transaction<R>(_ body: () throws -> R) throws -> R {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    private func prepared(_ sql: String) throws -> OpaquePointer {
+        if let s = statements[sql] { return s }
+        var statement: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        guard rc == SQLITE_OK, let statement else { throw failure(sql, rc) }
+        statements[sql] = statement
+        return statement
+    }
+
+    private func failure(_ sql: String, _ rc: Int32) -> MetaStoreError {
+        let message = String(cString: sqlite3_errmsg(handle))
+        if rc & 0xff == SQLITE_FULL { return .io(operation: "write", path: path, errno: 28) }  // ENOSPC
+        return .database(operation: String(sql.prefix(48)), message: message)
+    }
+}
+
+/// A value bound to a statement parameter.
+enum SQLValue {
+    case int(Int64)
+    case blob([UInt8])
+    case text(String)
+    case null
+}
+
+/// One result row (valid only inside the row callback).
+struct SQLRow {
+    let statement: OpaquePointer
+
+    func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
+
+    func blob(_ column: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(statement, column))
+        guard count > 0, let base = sqlite3_column_blob(statement, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    func text(_ column: Int32) -> String {
+        guard let c = sqlite3_column_text(statement, column) else { return "" }
+        return String(cString: c)
+    }
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
+}

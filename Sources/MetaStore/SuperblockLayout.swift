@@ -1,0 +1,37 @@
+/// Byte layout of the superblock, docs/FORMAT.md section "Superblock (v1.0)".
+/// All integers are little-endian.
+enum SuperblockLayout {
+    /// "KMSFS\0SB".
+    static let magic: [UInt8] = [0x4B, 0x4D, 0x53, 0x46, 0x53, 0x00, 0x53, 0x42]
+    static let formatMajor: UInt16 = 1
+    static let formatMinor: UInt16 = 0
+    /// Each copy occupies one slot; the file holds two slots.
+    static let slotSize = 4096
+    static let slotCount = 2
+
+    static let magicOffset = 0
+    static let majorOffset = 8
+    static let minorOffset = 10
+    static let incompatOffset = 12
+    static let roCompatOffset = 16
+    static let compatOffset = 20
+    static let generationOffset = 24
+    static let uuidOffset = 32
+    static let cipherOffset = 48
+    static let reserved50Offset = 50
+    static let blockSizeOffset = 52
+    static let createdOffset = 56
+    static let keyCheckOffset = 64
+    static let kmsLengthOffset = 96
+    static let wrappedLengthOffset = 98
+    static let reserved100Offset = 100
+    /// Start of the variable part: KMS reference, then wrapped key, then SHA-256.
+    static let variableOffset = 112
+    static let checksumSize = 32
+
+    /// Cipher id 1: AES-256-XTS data, AES-256-SIV names, HKDF-SHA256 subkeys.
+    static let cipherXTSSIV: UInt16 = 1
+    /// Feature bits this version understands (none yet).
+    static let knownIncompat: UInt32 = 0
+    static let knownRoCompat: UInt32 = 0
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Detaching the mount daemon: the parent re-runs itself with
+/// KMSFS_DAEMON_CHILD=1 and waits on the child's stdout for one line,
+/// "READY" or "ERROR <code> <message>", so the user's `kmsfs mount` exits
+/// with the real outcome. The child logs to <home>/logs/<name>.log.
+enum Daemon {
+    enum Outcome {
+        case ready
+        case failure(code: Int32, message: String)
+    }
+
+    static func spawnAndWait(arguments: [String], logPath: String, home: Home) throws {
+        let process = Process()
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        process.executableURL = URL(fileURLWithPath: length > 0 ? String(cString: buffer) : arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        var environment = ProcessInfo.processInfo.environment
+        environment[MountCommand.daemonChildVariable] = "1"
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        process.standardError = logFD >= 0 ? FileHandle(fileDescriptor: logFD, closeOnDealloc: true) : FileHandle.nullDevice
+        try process.run()
+        try? pipe.fileHandleForWriting.close()
+        let data = pipe.fileHandleForReading.readDataToEndOfFileOrLine()
+        let line = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if line == "READY" { return }
+        if line.hasPrefix("ERROR ") {
+            let rest = line.dropFirst(6)
+            let code = Int32(rest.prefix { $0 != " " }) ?? ExitCodes.mountFailed
+            let message = rest.drop { $0 != " " }.dropFirst()
+            writeStderr("kmsfs: error: \(message)\n")
+            throw ExitCode(code)
+        }
+        throw UserFacingError("the mount daemon exited before the mount was ready", hint: "see \(logPath)", exitCode: ExitCodes.mountFailed)
+    }
+
+    /// Called in the child: tells the waiting parent the outcome, then detaches stdout.
+    static func report(_ outcome: Outcome) {
+        switch outcome {
+        case .ready:
+            writeStdout("READY\n")
+            setsid()
+        case .failure(let code, let message):
+            writeStdout("ERROR \(code) \(message.replacingOccurrences(of: "\n", with: " "))\n")
+        }
+        let null = open("/dev/null", O_WRONLY)
+        if null >= 0 {
+            dup2(null, 1)
+            close(null)
+        }
+    }
+
+    @discardableResult
+    static func runQuietly(_ tool: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FileManager.default.fileExists(atPath: tool) ? tool : "/usr/bin/" + (tool as NSString).lastPathComponent)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        do { try process.run() } catch { return 127 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+extension FileHandle {
+    /// Reads until a newline or EOF.
+    func readDataToEndOfFileOrLine() -> Data {
+        var out = Data()
+        while true {
+            let chunk = (try? read(upToCount: 1)) ?? nil
+            guard let chunk, !chunk.isEmpty else { break }
+            out.append(chunk)
+            if chunk.last == 0x0a { break }
+        }
+        return out
+    }
+}

@@ -1,0 +1,45 @@
+import BlockCipher
+import Foundation
+import KeyVault
+import MetaStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Builds a new store in a hidden temporary directory and renames it into
+/// place only when complete, so a failure leaves nothing half-made.
+enum FilesystemCreator {
+    static func create(store: StorePaths, manager: any KeyManager) throws -> Superblock {
+        let uuid = try newUUID()
+        let master = try FilesystemKeys.newMasterSecret()
+        let keys = try FilesystemKeys(masterSecret: master)
+        let wrapped = try master.withUnsafeBytes { try manager.wrap(KeyMaterial(copying: $0), context: WrapContext(filesystemUUID: uuid)) }
+        let reference = manager.reference
+        let superblock = Superblock(uuid: uuid, createdAt: UInt64(time(nil)), keyCheckValue: keys.keyCheckValue,
+                                    kms: StoredKMSReference(type: reference.type.rawValue, address: reference.address,
+                                                            keyIdentifier: wrapped.keyIdentifier, keyVersion: wrapped.keyVersion),
+                                    wrappedKey: wrapped.encoded())
+        let parent = (store.root as NSString).deletingLastPathComponent
+        let temp = StorePaths(root: parent + "/." + (store.root as NSString).lastPathComponent + ".creating")
+        try? FileManager.default.removeItem(atPath: temp.root)
+        guard mkdir(temp.root, 0o700) == 0 else { throw MetaStoreError.io(operation: "mkdir", path: temp.root, errno: errno) }
+        do {
+            try SuperblockFile.create(superblock, at: temp.superblock)
+            _ = try MetadataStore(path: temp.metadata, names: keys.names, create: true, rootOwner: (getuid(), getgid()))
+            try DataStore.createLayout(at: temp.data)
+            guard rename(temp.root, store.root) == 0 else { throw MetaStoreError.io(operation: "rename", path: store.root, errno: errno) }
+        } catch {
+            try? FileManager.default.removeItem(atPath: temp.root)
+            throw error
+        }
+        return superblock
+    }
+
+    /// A random (version 4) UUID.
+    static func newUUID() throws -> [UInt8] {
+        var b = try SecureRandom.bytes(16)
+        b[6] = (b[6] & 0x0f) | 0x40
+        b[8] = (b[8] & 0x3f) | 0x80
+        return b
+    }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import BlockCipher
+import Foundation
+import KeyVault
+import MetaStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `kmsfs fs create|list|delete`.
+struct FsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fs",
+        abstract: "Create, list and delete encrypted filesystems.",
+        subcommands: [Create.self, List.self, Delete.self]
+    )
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an encrypted filesystem; its key is wrapped by the configured KMS (the local key by default).")
+
+        @OptionGroup var homeOptions: HomeOptions
+        @Argument(help: "Name of the new filesystem.") var name: String
+        @Option(help: "Protect the key with a passphrase read from this file instead of the local key file ($KMSFS_PASSPHRASE also works).")
+        var passphraseFile: String?
+
+        func run() throws {
+            try userErrors {
+                try Home.validateName(name)
+                let home = homeOptions.resolved
+                try home.ensure()
+                let store = home.store(name)
+                guard !FileManager.default.fileExists(atPath: store.root) else { throw MetaStoreError.storeExists(path: store.root) }
+                let manager: any KeyManager
+                if let passphrase = try SecretInput.passphrase(file: passphraseFile) {
+                    manager = LocalKeyManager(source: .passphrase(passphrase))
+                } else {
+                    let config = try KMSConfiguration.load(home)
+                    if config.type == .local && !FileManager.default.fileExists(atPath: home.localKey) {
+                        try LocalKeyManager.createKeyFile(home.localKey)
+                    }
+                    manager = try config.keyManager(home: home)
+                }
+                let superblock = try FilesystemCreator.create(store: store, manager: manager)
+                writeStdout("created filesystem \(name) (uuid \(superblock.uuidString), key wrapped by \(superblock.kms.type) \(superblock.kms.keyIdentifier))\n")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List filesystems: name, uuid, KMS, key, size on disk, mount point.")
+
+        @OptionGroup var homeOptions: HomeOptions
+        @Flag(help: "Print JSON for scripts.") var json = false
+
+        func run() throws {
+            try userErrors {
+                let home = homeOptions.resolved
+                let mounts = MountTable.current()
+                var rows = [[String: String]]()
+                for name in home.filesystemNames() {
+                    let store = home.store(name)
+                    var row = ["name": name, "mounted": mounts.mountpoints(ofStore: store.root).joined(separator: ","),
+                               "size": String(StoreUsage.bytes(store.root))]
+                    do {
+                        let sb = try SuperblockFile.read(store.superblock)
+                        row["uuid"] = sb.uuidString
+                        row["kms"] = sb.kms.type
+                        row["key"] = sb.kms.keyIdentifier + (sb.kms.keyVersion.isEmpty ? "" : " v\(sb.kms.keyVersion)")
+                    } catch {
+                        row["uuid"] = "?"
+                        row["kms"] = "?"
+                        row["key"] = "superblock unreadable: \(error)"
+                    }
+                    rows.append(row)
+                }
+                if json {
+                    let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
+                    writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+                    return
+                }
+                let columns = ["name", "uuid", "kms", "key", "size", "mounted"]
+                var table = [columns.map { $0.uppercased() }]
+                table += rows.map { r in columns.map { c in c == "size" ? StoreUsage.human(UInt64(r[c] ?? "0") ?? 0) : (r[c].flatMap { $0.isEmpty ? nil : $0 } ?? "-") } }
+                let widths = columns.indices.map { i in table.map { $0[i].count }.max() ?? 0 }
+                for line in table {
+                    writeStdout(zip(line, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n")
+                }
+            }
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a filesystem and all its data (refused while mounted).")
+
+        @OptionGroup var homeOptions: HomeOptions
+        @Argument(help: "Name of the filesystem.") var name: String
+        @Flag(help: "Confirm the deletion (required).") var yes = false
+
+        func run() throws {
+            try userErrors {
+                try Home.validateName(name)
+                let store = homeOptions.resolved.store(name)
+                guard FileManager.default.fileExists(atPath: store.superblock) else { throw MetaStoreError.storeNotFound(path: store.root) }
+                let mounted = MountTable.current().mountpoints(ofStore: store.root)
+                guard mounted.isEmpty else {
+                    throw UserFacingError("filesystem \(name) is mounted at \(mounted.joined(separator: ", "))", hint: "kmsfs umount \(mounted[0])", exitCode: ExitCodes.usage)
+                }
+                guard yes else { throw UserFacingError("deleting \(name) destroys its data; add --yes to confirm", exitCode: ExitCodes.usage) }
+                try FileManager.default.removeItem(atPath: store.root)
+                writeStdout("deleted filesystem \(name)\n")
+            }
+        }
+    }
+}
+
+/// Disk usage of a store directory.
+enum StoreUsage {
+    static func bytes(_ root: String) -> UInt64 {
+        var total: UInt64 = 0
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return 0 }
+        while let rel = walker.nextObject() as? String {
+            var st = stat()
+            if lstat(root + "/" + rel, &st) == 0 { total += UInt64(st.st_blocks) * 512 }
+        }
+        return total
+    }
+
+    static func human(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}

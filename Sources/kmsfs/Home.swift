@@ -1,0 +1,56 @@
+import Foundation
+import MetaStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The kmsfs home: filesystems, the local key, the KMS configuration, logs.
+/// `--home`, else $KMSFS_HOME, else /var/lib/kmsfs for root, else the XDG data dir.
+struct Home {
+    let path: String
+
+    static func resolve(_ option: String?) -> Home {
+        if let option, !option.isEmpty { return Home(path: absolute(option)) }
+        let env = ProcessInfo.processInfo.environment
+        if let h = env["KMSFS_HOME"], !h.isEmpty { return Home(path: absolute(h)) }
+        if getuid() == 0 { return Home(path: "/var/lib/kmsfs") }
+        let data = env["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ((env["HOME"] ?? "/tmp") + "/.local/share")
+        return Home(path: data + "/kmsfs")
+    }
+
+    static func absolute(_ p: String) -> String {
+        p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+    }
+
+    var filesystems: String { path + "/filesystems" }
+    var localKey: String { path + "/local.key" }
+    var kmsConfig: String { path + "/kms.json" }
+    var logs: String { path + "/logs" }
+
+    func store(_ name: String) -> StorePaths { StorePaths(root: filesystems + "/" + name) }
+
+    /// Creates the home (0700) and its subdirectories.
+    func ensure() throws {
+        for dir in [path, filesystems, logs] {
+            guard mkdir(dir, 0o700) == 0 || errno == EEXIST else {
+                throw UserFacingError("cannot create \(dir): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io)
+            }
+        }
+    }
+
+    /// Names of the filesystems in this home, sorted.
+    func filesystemNames() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: filesystems)) ?? [])
+            .filter { FileManager.default.fileExists(atPath: store($0).superblock) }
+            .sorted()
+    }
+
+    /// Checks a filesystem name: a safe single path component.
+    static func validateName(_ name: String) throws {
+        let ok = !name.isEmpty && name.count <= 64 && name.first != "." && name.first != "-"
+            && name.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0) }
+        guard ok else {
+            throw UserFacingError("invalid filesystem name '\(name)': use 1-64 letters, digits, '-', '_' or '.', not starting with '.' or '-'", exitCode: ExitCodes.usage)
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import ArgumentParser
+import BlockCipher
+import Foundation
+import FuseFrontend
+import KeyVault
+import MetaStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `kmsfs mount <name> <mountpoint>`: unwraps the key once, mounts, and
+/// (unless --foreground) detaches, returning only when the mount is ready or failed.
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount an encrypted filesystem (daemonizes; --foreground to stay attached)."
+    )
+
+    @OptionGroup var homeOptions: HomeOptions
+    @Argument(help: "Name of the filesystem.") var name: String
+    @Argument(help: "Directory to mount on.") var mountpoint: String
+    @Flag(name: [.short, .long], help: "Stay in the foreground (logs to stderr).") var foreground = false
+    @Flag(help: "Mount read-only.") var readOnly = false
+    @Flag(help: "Let other users access the mount (root, or user_allow_other in /etc/fuse.conf).") var allowOther = false
+    @Flag(help: "Disable the kernel writeback cache.") var noWriteback = false
+    @Flag(help: "Print every FUSE request (libfuse -d).") var debug = false
+    @Option(help: "Passphrase file, for a filesystem created with --passphrase-file ($KMSFS_PASSPHRASE also works).")
+    var passphraseFile: String?
+
+    static let daemonChildVariable = "KMSFS_DAEMON_CHILD"
+
+    func validate() throws {
+        try Home.validateName(name)
+    }
+
+    func run() throws {
+        let isChild = ProcessInfo.processInfo.environment[Self.daemonChildVariable] == "1"
+        try userErrors(onFailure: { if isChild { Daemon.report(.failure(code: $0.exitCode, message: $0.message)) } }) {
+                let home = homeOptions.resolved
+                let target = try checkMountpoint()
+                let store = home.store(name)
+                guard FileManager.default.fileExists(atPath: store.superblock) else { throw MetaStoreError.storeNotFound(path: store.root) }
+                if !foreground && !isChild {
+                    try Daemon.spawnAndWait(arguments: CommandLine.arguments, logPath: home.logs + "/\(name).log", home: home)
+                    return
+                }
+                try serve(home: home, store: store, mountpoint: target, notify: isChild)
+        }
+    }
+
+    /// The mount point must exist, be a directory, and not be mounted already
+    /// (a dead kmsfs mount left by a killed daemon is cleared).
+    func checkMountpoint() throws -> String {
+        let path = Home.absolute(mountpoint)
+        let table = MountTable.current()
+        if let existing = table.entry(at: path) {
+            var st = stat()
+            let dead = stat(path, &st) != 0 && errno == ENOTCONN
+            guard dead && existing.fsType == "fuse.kmsfs" else {
+                throw UserFacingError("mount point \(path) is busy: \(existing.source) (\(existing.fsType)) is mounted there", exitCode: ExitCodes.mountFailed)
+            }
+            Daemon.runQuietly("/bin/fusermount3", ["-u", "-z", path])
+        }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw UserFacingError("mount point \(path) does not exist", hint: "mkdir -p \(path)", exitCode: ExitCodes.mountFailed)
+        }
+        guard isDir.boolValue else { throw UserFacingError("mount point \(path) is not a directory", exitCode: ExitCodes.mountFailed) }
+        return path
+    }
+
+    /// Unlocks, mounts and serves until unmounted.
+    func serve(home: Home, store: StorePaths, mountpoint: String, notify: Bool) throws {
+        let mounted = MountTable.current().mountpoints(ofStore: store.root)
+        guard mounted.isEmpty else {
+            throw UserFacingError("filesystem \(name) is already mounted at \(mounted.joined(separator: ", "))", exitCode: ExitCodes.mountFailed)
+        }
+        // A daemon that was just unmounted may still be flushing: wait for it.
+        guard let lock = StoreLock(path: store.root + "/lock", timeout: 10) else {
+            throw UserFacingError("filesystem \(name) is in use by another kmsfs process", exitCode: ExitCodes.mountFailed)
+        }
+        let passphrase = try SecretInput.passphrase(file: passphraseFile)
+        let (superblock, keys) = try Unlock.open(store, home: home, passphrase: passphrase)
+        let readOnly = self.readOnly || superblock.requiresReadOnly
+        let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false)
+        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data),
+                                    storeRoot: store.root, readOnly: readOnly)
+        if !readOnly {
+            let removed = try fileSystem.removeOrphans()
+            if removed > 0 { writeStderr("kmsfs: removed \(removed) unlinked inode(s) left open at the last crash\n") }
+        }
+        var options = FuseSession.Options(fsName: store.root)
+        options.readOnly = readOnly
+        options.allowOther = allowOther
+        options.writebackCache = !noWriteback && !readOnly
+        options.debug = debug
+        let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
+        if notify { Daemon.report(.ready) }
+        let status = session.run(maxThreads: options.maxThreads)
+        withExtendedLifetime(lock) {}
+        guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }
+    }
+}
+
+/// `kmsfs umount <mountpoint>`: unmounts and waits for the daemon to finish.
+struct UmountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "umount", abstract: "Unmount a kmsfs mount and wait until its daemon has flushed and exited.")
+
+    @Argument(help: "Mount point.") var mountpoint: String
+    @Flag(name: [.short, .long], help: "Lazy unmount (detach even if busy).") var lazy = false
+
+    func run() throws {
+        try userErrors {
+            let path = Home.absolute(mountpoint)
+            guard let entry = MountTable.current().entry(at: path), entry.fsType == "fuse.kmsfs" else {
+                throw UserFacingError("\(path) is not a kmsfs mount point", exitCode: ExitCodes.usage)
+            }
+            let status = Daemon.runQuietly("/bin/fusermount3", ["-u"] + (lazy ? ["-z"] : []) + [path])
+            guard status == 0 else {
+                throw UserFacingError("unmounting \(path) failed (is it busy? see 'fuser -m \(path)')", hint: "kmsfs umount --lazy \(path)", exitCode: ExitCodes.mountFailed)
+            }
+            let lock = entry.source + "/lock"
+            var waited = 0.0
+            while StoreLock.isHeld(lock) && waited < 60 {
+                usleep(50_000)
+                waited += 0.05
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An exclusive flock on `<store>/lock`, held by the mount daemon for its
+/// whole life: one mount per store, and `umount` can wait for the daemon to
+/// finish flushing. The kernel drops it if the daemon dies.
+final class StoreLock {
+    private let fd: Int32
+
+    /// Takes the lock, waiting up to `timeout` seconds; nil if still held.
+    init?(path: String, timeout: Double) {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return nil }
+        var waited = 0.0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if waited >= timeout {
+                close(fd)
+                return nil
+            }
+            usleep(50_000)
+            waited += 0.05
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Whether some process holds the lock right now.
+    static func isHeld(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return true
+    }
+}

@@ -1,0 +1,44 @@
+import BlockCipher
+import KeyVault
+import MetaStore
+
+/// Turns a store's superblock into usable keys: pick the KeyManager the
+/// envelope names, unwrap once, derive subkeys, and prove them with the
+/// key-check value before anything touches the data.
+enum Unlock {
+    /// The KeyManager that can unwrap `envelope` in this home.
+    static func keyManager(for envelope: WrappedKey, home: Home, passphrase: KeyMaterial?) throws -> any KeyManager {
+        switch envelope.provider {
+        case .local:
+            if envelope.keyIdentifier == "passphrase" {
+                guard let passphrase else { throw KeyVaultError.passphraseRequired }
+                return LocalKeyManager(source: .passphrase(passphrase))
+            }
+            return LocalKeyManager(source: .keyFile(path: home.localKey))
+        default:
+            return try KMSConfiguration.load(home).keyManager()
+        }
+    }
+
+    /// Reads and checks the superblock, unwraps the master secret and derives the keys.
+    static func open(_ store: StorePaths, home: Home, passphrase: KeyMaterial?) throws -> (Superblock, FilesystemKeys) {
+        let superblock = try SuperblockFile.read(store.superblock)
+        let envelope = try WrappedKey(decoding: superblock.wrappedKey)
+        let manager = try keyManager(for: envelope, home: home, passphrase: passphrase)
+        let material = try manager.unwrap(envelope, context: WrapContext(filesystemUUID: superblock.uuid))
+        let keys = try keys(from: material, superblock: superblock)
+        return (superblock, keys)
+    }
+
+    /// Derives the subkeys from an unwrapped master and checks the key-check value.
+    static func keys(from material: KeyMaterial, superblock: Superblock) throws -> FilesystemKeys {
+        let master = material.withUnsafeBytes { SecretBytes(copying: $0) }
+        let keys = try FilesystemKeys(masterSecret: master)
+        let check = SecretBytes(copying: keys.keyCheckValue)
+        guard check.constantTimeEquals(superblock.keyCheckValue) else {
+            throw UserFacingError("the unwrapped key does not match this filesystem's key-check value (wrong key for filesystem \(superblock.uuidString))",
+                                  exitCode: ExitCodes.wrongKey)
+        }
+        return keys
+    }
+}
