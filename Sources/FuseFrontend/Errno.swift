@@ -21,6 +21,8 @@ public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
         case let e as Errno: return e
         case let e as MetaStoreError:
             if case .posix(let code) = e { return Errno(code) }
+            // A full store is the caller's condition to handle, not a fault to log.
+            if e.errnoValue == ENOSPC || e.errnoValue == EDQUOT { return Errno(e.errnoValue) }
             FuseLog.error("\(context()): \(e)")
             return Errno(e.errnoValue)
         default:

@@ -39,6 +39,7 @@ public final class FileSystem: Sendable {
     func purge(_ ino: InodeNumber) throws {
         try dataStore.remove(ino.fileID)
         try metadata.purge(ino)
+        metadata.refillReserve()
     }
 
     /// Deletes `node` if no name, kernel reference or handle keeps it.

@@ -15,7 +15,7 @@ extension Catalog {
         let noReplace = flags & RenameFlags.noReplace != 0
         let exchange = flags & RenameFlags.exchange != 0
         guard flags & ~(RenameFlags.noReplace | RenameFlags.exchange) == 0, !(noReplace && exchange) else { throw MetaStoreError.posix(EINVAL) }
-        return try db.transaction {
+        return try transaction {
             _ = try directory(parent)
             _ = try directory(newParent)
             let oldSealed = try sealName(name, parent: parent)

@@ -23,7 +23,7 @@ extension Catalog {
 
     func setXattr(_ ino: InodeNumber, name: [UInt8], value: [UInt8], flags: Int32) throws {
         guard value.count <= Self.xattrValueMax else { throw MetaStoreError.posix(E2BIG) }
-        try db.transaction {
+        try transaction {
             var a = try attributes(ino)
             let sealedName = try sealXattrName(ino, name)
             let exists = try db.scalar("SELECT 1 FROM xattrs WHERE ino = ? AND name = ?", [.int(Int64(ino.rawValue)), .blob(sealedName)]) != nil
@@ -61,7 +61,7 @@ extension Catalog {
     }
 
     func removeXattr(_ ino: InodeNumber, name: [UInt8]) throws {
-        try db.transaction {
+        try transaction {
             var a = try attributes(ino)
             let sealedName = try sealXattrName(ino, name)
             try db.query("DELETE FROM xattrs WHERE ino = ? AND name = ?", [.int(Int64(ino.rawValue)), .blob(sealedName)])

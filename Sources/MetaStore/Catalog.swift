@@ -5,7 +5,8 @@ import Glibc
 
 /// The unsynchronised core of the metadata store: SQLite plus an inode cache.
 /// `MetadataStore` owns one behind a Mutex; nothing else touches it.
-final class Catalog {
+final class Catalog: @unchecked Sendable {
+    // @unchecked: only ever used inside MetadataStore's mutex.
     static let nameMax = 255
     let db: SQLiteDatabase
     let names: NameCipher
@@ -18,6 +19,16 @@ final class Catalog {
         self.db = db
         self.names = names
         nextIno = UInt64(try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 2)
+    }
+
+    /// A write transaction; on rollback the cache is dropped, since it may
+    /// hold values that were never committed.
+    func transaction<R>(_ body: () throws -> R) throws -> R {
+        do { return try db.transaction(body) } catch {
+            cache.removeAll()
+            dirty.removeAll()
+            throw error
+        }
     }
 
     // MARK: inodes
@@ -54,7 +65,7 @@ final class Catalog {
     func flushDirty() throws {
         guard !dirty.isEmpty else { return }
         let pending = dirty
-        try db.transaction {
+        try transaction {
             for ino in pending { if let a = cache[ino] { try store(a) } }
         }
         dirty.removeAll()
@@ -107,7 +118,7 @@ final class Catalog {
     // MARK: creation
 
     func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt64, symlinkTarget: [UInt8]?) throws -> InodeAttributes {
-        try db.transaction {
+        try transaction {
             var dir = try directory(parent)
             let sealed = try sealName(name, parent: parent)
             guard try entry(parent, sealed) == nil else { throw MetaStoreError.posix(EEXIST) }
@@ -136,7 +147,7 @@ final class Catalog {
     }
 
     func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> InodeAttributes {
-        try db.transaction {
+        try transaction {
             var node = try attributes(ino)
             guard !node.isDirectory else { throw MetaStoreError.posix(EPERM) }
             guard node.nlink > 0 else { throw MetaStoreError.posix(ENOENT) }
@@ -157,7 +168,7 @@ final class Catalog {
 
     /// Removes a name; returns the inode with its new link count (0 means unreferenced by names).
     func remove(parent: InodeNumber, name: [UInt8], directory wantDirectory: Bool) throws -> InodeAttributes {
-        try db.transaction {
+        try transaction {
             var dir = try directory(parent)
             let sealed = try sealName(name, parent: parent)
             guard let ino = try entry(parent, sealed) else { throw MetaStoreError.posix(ENOENT) }
@@ -183,7 +194,7 @@ final class Catalog {
 
     /// Deletes an inode that no name and no open handle refers to any more.
     func purge(_ ino: InodeNumber) throws {
-        try db.transaction {
+        try transaction {
             for table in ["inodes", "symlinks", "xattrs"] {
                 try db.query("DELETE FROM \(table) WHERE ino = ?", [.int(Int64(ino.rawValue))])
             }

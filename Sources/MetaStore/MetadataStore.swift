@@ -1,16 +1,25 @@
 import BlockCipher
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The crash-safe metadata of one filesystem (SQLite in WAL mode): inodes,
 /// directory entries with encrypted names, symlinks and xattrs. Thread-safe:
 /// every call runs under one mutex, in one SQLite transaction where it writes.
 public final class MetadataStore: Sendable {
-    private let catalog: Mutex<Catalog>
+    private let catalogLock: Mutex<Catalog>
     public let path: String
+    /// A few MiB kept allocated so that metadata can still be committed (and
+    /// space freed with unlink) when the backing store is full.
+    public let reservePath: String?
+    /// Size of the reserve file in bytes.
+    public static let reserveBytes = 4 << 20
 
     /// Opens (or with `create`, initialises) the database at `path`.
-    public init(path: String, names: NameCipher, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0)) throws {
+    public init(path: String, names: NameCipher, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0), reservePath: String? = nil) throws {
         self.path = path
+        self.reservePath = reservePath
         let db = try SQLiteDatabase(path: path, create: create)
         try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY")
         if create {
@@ -27,80 +36,107 @@ public final class MetadataStore: Sendable {
                 throw MetaStoreError.database(operation: "open \(path)", message: "unknown or missing schema version \(version.map { String(describing: $0) } ?? "none")")
             }
         }
-        catalog = Mutex(try Catalog(db: db, names: names))
+        catalogLock = Mutex(try Catalog(db: db, names: names))
+        refillReserve()
     }
 
-    public func attributes(_ ino: InodeNumber) throws -> InodeAttributes { try catalog.withLock { try $0.attributes(ino) } }
+    /// Runs `body` under the lock; on ENOSPC, releases the reserve and retries
+    /// once. Only operations that free space (unlink, rmdir, rename, purge)
+    /// may spend the reserve: it exists so a full store can still be cleaned up.
+    private func catalog<R>(useReserve: Bool = false, _ body: (Catalog) throws -> R) throws -> R {
+        do { return try catalogLock.withLock { try body($0) } } catch MetaStoreError.io(_, _, ENOSPC) where useReserve && reservePath.map({ access($0, F_OK) == 0 }) == true {
+            unlink(reservePath!)
+            return try catalogLock.withLock { try body($0) }
+        }
+    }
+
+    /// Recreates the reserve file if it is missing and space allows.
+    public func refillReserve() {
+        guard let reservePath, access(reservePath, F_OK) != 0 else { return }
+        let fd = open(reservePath + ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let chunk = [UInt8](repeating: 0, count: 1 << 20)
+        for _ in 0..<(Self.reserveBytes >> 20) {
+            guard chunk.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == chunk.count else {
+                unlink(reservePath + ".tmp")
+                return
+            }
+        }
+        Glibc.rename(reservePath + ".tmp", reservePath)
+    }
+
+    public func attributes(_ ino: InodeNumber) throws -> InodeAttributes { try catalog { try $0.attributes(ino) } }
 
     public func lookup(parent: InodeNumber, name: [UInt8]) throws -> InodeAttributes {
-        try catalog.withLock { try $0.lookup(parent, name) }
+        try catalog { try $0.lookup(parent, name) }
     }
 
     /// Creates a file, directory, FIFO, device node or symlink (by `mode`'s type bits).
     public func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt64 = 0, symlinkTarget: [UInt8]? = nil) throws -> InodeAttributes {
-        try catalog.withLock { try $0.makeNode(parent: parent, name: name, mode: mode, uid: uid, gid: gid, rdev: rdev, symlinkTarget: symlinkTarget) }
+        try catalog { try $0.makeNode(parent: parent, name: name, mode: mode, uid: uid, gid: gid, rdev: rdev, symlinkTarget: symlinkTarget) }
     }
 
     public func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> InodeAttributes {
-        try catalog.withLock { try $0.link(ino, newParent: newParent, newName: newName) }
+        try catalog { try $0.link(ino, newParent: newParent, newName: newName) }
     }
 
     /// unlink (directory false) or rmdir (directory true); returns the inode with its new link count.
     public func remove(parent: InodeNumber, name: [UInt8], directory: Bool) throws -> InodeAttributes {
-        try catalog.withLock { try $0.remove(parent: parent, name: name, directory: directory) }
+        try catalog(useReserve: true) { try $0.remove(parent: parent, name: name, directory: directory) }
     }
 
     /// rename with `RenameFlags`; returns the replaced inode, if any.
     public func rename(parent: InodeNumber, name: [UInt8], newParent: InodeNumber, newName: [UInt8], flags: UInt32) throws -> InodeAttributes? {
-        try catalog.withLock { try $0.rename(parent: parent, name: name, newParent: newParent, newName: newName, flags: flags) }
+        try catalog(useReserve: true) { try $0.rename(parent: parent, name: name, newParent: newParent, newName: newName, flags: flags) }
     }
 
     public func setAttributes(_ ino: InodeNumber, _ changes: AttributeChanges) throws -> InodeAttributes {
-        try catalog.withLock { try $0.setAttributes(ino, changes) }
+        try catalog { try $0.setAttributes(ino, changes) }
     }
 
     /// Records a data write; see `Catalog.recordWrite` for the ordering rule.
     public func recordWrite(_ ino: InodeNumber, newSize: UInt64?) throws -> InodeAttributes {
-        try catalog.withLock { try $0.recordWrite(ino, newSize: newSize) }
+        try catalog { try $0.recordWrite(ino, newSize: newSize) }
     }
 
     public func readDirectory(_ ino: InodeNumber, after cookie: Int64, limit: Int) throws -> [DirectoryEntry] {
-        try catalog.withLock { try $0.readDirectory(ino, after: cookie, limit: limit) }
+        try catalog { try $0.readDirectory(ino, after: cookie, limit: limit) }
     }
 
-    public func readLink(_ ino: InodeNumber) throws -> [UInt8] { try catalog.withLock { try $0.readLink(ino) } }
+    public func readLink(_ ino: InodeNumber) throws -> [UInt8] { try catalog { try $0.readLink(ino) } }
 
     public func setXattr(_ ino: InodeNumber, name: [UInt8], value: [UInt8], flags: Int32) throws {
-        try catalog.withLock { try $0.setXattr(ino, name: name, value: value, flags: flags) }
+        try catalog { try $0.setXattr(ino, name: name, value: value, flags: flags) }
     }
 
-    public func getXattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] { try catalog.withLock { try $0.getXattr(ino, name: name) } }
-    public func listXattrs(_ ino: InodeNumber) throws -> [[UInt8]] { try catalog.withLock { try $0.listXattrs(ino) } }
-    public func removeXattr(_ ino: InodeNumber, name: [UInt8]) throws { try catalog.withLock { try $0.removeXattr(ino, name: name) } }
+    public func getXattr(_ ino: InodeNumber, name: [UInt8]) throws -> [UInt8] { try catalog { try $0.getXattr(ino, name: name) } }
+    public func listXattrs(_ ino: InodeNumber) throws -> [[UInt8]] { try catalog { try $0.listXattrs(ino) } }
+    public func removeXattr(_ ino: InodeNumber, name: [UInt8]) throws { try catalog { try $0.removeXattr(ino, name: name) } }
 
     /// Deletes an unreferenced inode's records.
-    public func purge(_ ino: InodeNumber) throws { try catalog.withLock { try $0.purge(ino) } }
+    public func purge(_ ino: InodeNumber) throws { try catalog(useReserve: true) { try $0.purge(ino) } }
 
     /// Inodes with no names left (open-but-unlinked at a crash).
-    public func orphans() throws -> [InodeNumber] { try catalog.withLock { try $0.orphans() } }
+    public func orphans() throws -> [InodeNumber] { try catalog { try $0.orphans() } }
 
     /// Number of inodes in use.
-    public func inodeCount() throws -> UInt64 { try catalog.withLock { try $0.inodeCount() } }
+    public func inodeCount() throws -> UInt64 { try catalog { try $0.inodeCount() } }
 
     /// Drops a cached inode the kernel has forgotten (after flushing it).
     public func evict(_ ino: InodeNumber) {
-        catalog.withLock { c in
+        catalogLock.withLock { c in
             if c.dirty.contains(ino.rawValue) { try? c.flushDirty() }
             c.cache[ino.rawValue] = nil
         }
     }
 
     /// Writes pending timestamp changes.
-    public func flush() throws { try catalog.withLock { try $0.flushDirty() } }
+    public func flush() throws { try catalog { try $0.flushDirty() } }
 
     /// Makes every committed change durable (flush, then a WAL checkpoint, which fsyncs).
     public func sync() throws {
-        try catalog.withLock { c in
+        try catalogLock.withLock { c in
             try c.flushDirty()
             try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         }

@@ -31,6 +31,7 @@ final class SQLiteDatabase {
         guard sqlite3_exec(handle, sql, nil, nil, &error) == SQLITE_OK else {
             let message = error.map { String(cString: $0) } ?? "unknown"
             sqlite3_free(error)
+            if sqlite3_errcode(handle) & 0xff == SQLITE_FULL { throw MetaStoreError.io(operation: "write", path: path, errno: 28) }  // ENOSPC
             throw MetaStoreError.database(operation: String(sql.prefix(40)), message: message)
         }
     }

@@ -41,11 +41,23 @@ struct MountCommand: ParsableCommand {
                 let store = home.store(name)
                 guard FileManager.default.fileExists(atPath: store.superblock) else { throw MetaStoreError.storeNotFound(path: store.root) }
                 if !foreground && !isChild {
-                    try Daemon.spawnAndWait(arguments: CommandLine.arguments, logPath: home.logs + "/\(name).log", home: home)
+                    try Daemon.spawnAndWait(arguments: childArguments(home: home), logPath: home.logs + "/\(name).log", home: home)
                     return
                 }
                 try serve(home: home, store: store, mountpoint: target, notify: isChild)
         }
+    }
+
+    /// The same mount, in the foreground, for the detached child (which may
+    /// have been reached through mount.kmsfs with other argument syntax).
+    func childArguments(home: Home) -> [String] {
+        var args = ["kmsfs", "mount", "--home", home.path, name, Home.absolute(mountpoint), "--foreground"]
+        if readOnly { args.append("--read-only") }
+        if allowOther { args.append("--allow-other") }
+        if noWriteback { args.append("--no-writeback") }
+        if debug { args.append("--debug") }
+        if let passphraseFile { args += ["--passphrase-file", Home.absolute(passphraseFile)] }
+        return args
     }
 
     /// The mount point must exist, be a directory, and not be mounted already
@@ -82,7 +94,7 @@ struct MountCommand: ParsableCommand {
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
         let (superblock, keys) = try Unlock.open(store, home: home, passphrase: passphrase)
         let readOnly = self.readOnly || superblock.requiresReadOnly
-        let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false)
+        let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, reservePath: store.root + "/reserve")
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data),
                                     storeRoot: store.root, readOnly: readOnly)
         if !readOnly {

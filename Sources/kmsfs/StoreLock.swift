@@ -22,6 +22,10 @@ final class StoreLock {
             waited += 0.05
         }
         self.fd = fd
+        // Record the holder's pid, for `kill` in tests and for humans.
+        let pid = Array("\(getpid())\n".utf8)
+        ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
     }
 
     deinit { close(fd) }

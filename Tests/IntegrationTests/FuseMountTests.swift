@@ -1,0 +1,154 @@
+import Foundation
+import Testing
+
+@Suite("FUSE mount", .serialized)
+struct FuseMountTests {
+    @Test("every POSIX operation of the checklist behaves as on ext4 (posix_ops.py)")
+    func posixOperations() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        defer { try? box.umount() }
+        let r = try Harness.run("/usr/bin/python3", [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/posix_ops.py", box.mountpoint])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains(" passed, 0 failed"), "\(r.stdout)")
+    }
+
+    @Test("write, unmount, remount: byte-identical; a source tree copy diffs clean; no plaintext or names in the store")
+    func roundTripAndNoPlaintext() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        let marker = "KMSFS-PLAINTEXT-MARKER-7f3a9c"
+        let random = try Harness.shell("head -c 3000000 /dev/urandom > \(box.root)/blob && cp \(box.root)/blob \(box.mountpoint)/blob")
+        #expect(random.status == 0)
+        try box.write("secret-\(marker).txt", String(repeating: marker + "\n", count: 2000))
+        try FileManager.default.createDirectory(atPath: box.mountpoint + "/dir-\(marker)", withIntermediateDirectories: false)
+        #expect(try Harness.shell("cp -a \(Harness.packageRoot)/Sources \(box.mountpoint)/src && diff -r \(Harness.packageRoot)/Sources \(box.mountpoint)/src").status == 0)
+        #expect(try Harness.shell("setfattr -n user.note -v \(marker) \(box.mountpoint)/blob 2>/dev/null || python3 -c 'import os; os.setxattr(\"\(box.mountpoint)/blob\", \"user.\(marker)\", b\"\(marker)\")'").status == 0)
+        try box.umount()
+        try box.mount()
+        #expect(try Harness.shell("cmp \(box.root)/blob \(box.mountpoint)/blob && diff -r \(Harness.packageRoot)/Sources \(box.mountpoint)/src").status == 0)
+        #expect(try box.read("secret-\(marker).txt").hasPrefix(marker))
+        try box.umount()
+        // The store holds ciphertext only: neither contents, names, nor xattrs appear.
+        let grep = try Harness.shell("grep -rl -a '\(marker)' \(box.store); grep -rl -a 'FileSystem+Directories' \(box.store); grep -rl -a 'Trampolines' \(box.store); true")
+        #expect(grep.stdout.isEmpty, "plaintext found in: \(grep.stdout)")
+    }
+
+    @Test("git and sqlite3 work on the mount")
+    func realTools() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        defer { try? box.umount() }
+        let m = box.mountpoint
+        let git = try Harness.shell("""
+            set -e; cd \(m); git init -q repo; cd repo; for i in $(seq 1 50); do echo line $i > f$i; done
+            git add . && git -c user.email=t@t -c user.name=t commit -qm one && git status --porcelain | wc -l
+            """)
+        #expect(git.status == 0 && git.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(git.stderr)")
+        let sql = try Harness.shell("""
+            sqlite3 \(m)/x.db 'PRAGMA journal_mode=WAL; CREATE TABLE t(a); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<5000) INSERT INTO t SELECT x FROM c;' >/dev/null &&
+            sqlite3 \(m)/x.db 'SELECT sum(a) FROM t; PRAGMA integrity_check;'
+            """)
+        #expect(sql.stdout.contains("12502500") && sql.stdout.contains("ok"), "\(sql.stdout)\(sql.stderr)")
+    }
+
+    @Test("kill -9 of the daemon: remount works and every fsync'ed file reads back exactly")
+    func killNine() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        let script = """
+            import os, sys
+            root = sys.argv[1]
+            for i in range(20):
+                data = bytes([(i * 7 + j) & 255 for j in range(70000 + i * 1000)])
+                fd = os.open(f"{root}/synced-{i}", os.O_CREAT | os.O_WRONLY, 0o644)
+                os.write(fd, data); os.fsync(fd); os.close(fd)
+            fd = os.open(f"{root}/unsynced", os.O_CREAT | os.O_WRONLY, 0o644)
+            os.write(fd, b"x" * 100000)
+            """
+        #expect(try Harness.run("/usr/bin/python3", ["-c", script, box.mountpoint]).status == 0)
+        let pid = try #require(box.daemonPID())
+        #expect(kill(pid, SIGKILL) == 0)
+        usleep(300_000)
+        try box.mount()
+        defer { try? box.umount() }
+        let verify = """
+            import sys
+            root = sys.argv[1]
+            for i in range(20):
+                data = bytes([(i * 7 + j) & 255 for j in range(70000 + i * 1000)])
+                assert open(f"{root}/synced-{i}", "rb").read() == data, i
+            u = open(f"{root}/unsynced", "rb").read()
+            assert all(b in (0x78, 0) for b in u), "garbage in unsynced file"
+            print("ok")
+            """
+        let r = try Harness.run("/usr/bin/python3", ["-c", verify, box.mountpoint])
+        #expect(r.status == 0 && r.stdout.contains("ok"), "\(r.stderr)")
+    }
+
+    @Test("a full store gives the writer ENOSPC and keeps fsync'ed data")
+    func diskFull() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try FileManager.default.createDirectory(atPath: box.home, withIntermediateDirectories: true)
+        #expect(try Harness.run("/bin/mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", box.home]).status == 0)
+        defer { _ = try? Harness.run("/bin/umount", ["-l", box.home]) }
+        try box.create()
+        try box.mount()
+        let script = """
+            import errno, os, sys
+            root = sys.argv[1]
+            keep = os.urandom(1 << 20)
+            fd = os.open(f"{root}/keep", os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, keep); os.fsync(fd); os.close(fd)
+            fd = os.open(f"{root}/fill", os.O_CREAT | os.O_WRONLY, 0o644)
+            got = None
+            try:
+                for _ in range(100):
+                    os.write(fd, b"f" * (1 << 20))
+                os.fsync(fd)
+            except OSError as e:
+                got = e.errno
+            try: os.close(fd)
+            except OSError as e: got = got or e.errno
+            assert got == errno.ENOSPC, f"expected ENOSPC, got {got}"
+            os.unlink(f"{root}/fill")
+            assert open(f"{root}/keep", "rb").read() == keep
+            open(f"{root}/after", "w").write("still works")
+            print("ok")
+            """
+        let r = try Harness.run("/usr/bin/python3", ["-c", script, box.mountpoint])
+        #expect(r.status == 0 && r.stdout.contains("ok"), "\(r.stdout)\(r.stderr)")
+        try box.umount()
+        try box.mount()
+        #expect(try box.read("after") == "still works")
+        try box.umount()
+    }
+
+    @Test("mount.kmsfs helper: mount(8)-style arguments and -o options")
+    func mountHelper() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        let helper = box.root + "/mount.kmsfs"
+        try FileManager.default.createSymbolicLink(atPath: helper, withDestinationPath: Harness.binary)
+        let r = try Harness.run(helper, ["demo", box.mountpoint, "-o", "rw,noatime,home=\(box.home),nofail"])
+        #expect(r.status == 0, "\(r.stderr)")
+        try box.write("via-helper", "ok")
+        try box.umount()
+        let ro = try Harness.run(helper, ["demo", box.mountpoint, "-o", "ro,home=\(box.home)"])
+        #expect(ro.status == 0, "\(ro.stderr)")
+        #expect(try box.read("via-helper") == "ok")
+        #expect(throws: (any Error).self) { try box.write("denied", "x") }
+        try box.umount()
+        let bad = try Harness.run(helper, ["demo", box.mountpoint, "-o", "bogus,home=\(box.home)"])
+        #expect(bad.status == 64 && bad.stderr.contains("bogus"))
+    }
+}
