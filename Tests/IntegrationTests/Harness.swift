@@ -27,7 +27,13 @@ enum Harness {
         if !FileManager.default.fileExists(atPath: "/dev/fuse") { reason = "/dev/fuse is missing" }
         else if getuid() != 0 { reason = "FUSE tests need root (allow_other, tmpfs, mknod)" }
         else if !FileManager.default.fileExists(atPath: "/bin/fusermount3") && !FileManager.default.fileExists(atPath: "/usr/bin/fusermount3") { reason = "fusermount3 is missing (apt-get install fuse3)" }
-        guard let reason else { return true }
+        guard let reason else {
+            // Leave a marker so scripts/test.sh can prove the FUSE tests ran.
+            if let dir = ProcessInfo.processInfo.environment["KMSFS_TEST_MARKERS"], let name = Test.current?.name {
+                FileManager.default.createFile(atPath: dir + "/" + name.filter { $0.isLetter || $0.isNumber }, contents: Data())
+            }
+            return true
+        }
         if isCI { Issue.record("FUSE test cannot run in CI: \(reason)") } else { print("SKIP FUSE test: \(reason)") }
         return false
     }
