@@ -47,6 +47,6 @@ let package = Package(
                     resources: [.copy("Vectors")], swiftSettings: swiftSettings),
         .testTarget(name: "KeyVaultTests", dependencies: ["KeyVault"], swiftSettings: swiftSettings),
         .testTarget(name: "MetaStoreTests", dependencies: ["MetaStore", "BlockCipher"], swiftSettings: swiftSettings),
-        .testTarget(name: "IntegrationTests", dependencies: ["kmsfs"], swiftSettings: swiftSettings),
+        .testTarget(name: "IntegrationTests", dependencies: ["kmsfs"], exclude: ["Scripts"], swiftSettings: swiftSettings),
     ]
 )

@@ -109,10 +109,12 @@ public final class DataFile: @unchecked Sendable {
             let rc = fallocate(fd, CLINUX_FALLOC_FL_PUNCH_HOLE | CLINUX_FALLOC_FL_KEEP_SIZE, off_t(firstWhole * unit), off_t((lastWhole - firstWhole) * unit))
             guard rc == 0 else { throw MetaStoreError.io(operation: "fallocate(punch)", path: path, errno: errno) }
         }
-        var zeros = [UInt8](repeating: 0, count: Self.unit)
+        // Partial ends are rewritten; without whole units between them the
+        // range can still span two units (up to 2 x 4096 - 2 bytes).
+        let zeros = [UInt8](repeating: 0, count: 2 * Self.unit)
         func rewrite(_ from: UInt64, _ to: UInt64) throws {
             guard from < to else { return }
-            try zeros.withUnsafeMutableBytes { try write(offset: from, data: UnsafeRawBufferPointer(rebasing: $0[0..<Int(to - from)]), fileSize: fileSize) }
+            try zeros.withUnsafeBytes { try write(offset: from, data: UnsafeRawBufferPointer(rebasing: $0[0..<Int(to - from)]), fileSize: fileSize) }
         }
         if firstWhole >= lastWhole {
             try rewrite(offset, end)
@@ -120,7 +122,6 @@ public final class DataFile: @unchecked Sendable {
             try rewrite(offset, firstWhole * unit)
             try rewrite(lastWhole * unit, end)
         }
-        zeros.removeAll()
     }
 
     /// Preallocates backing space (FALLOC_FL_KEEP_SIZE semantics on the ciphertext file).
