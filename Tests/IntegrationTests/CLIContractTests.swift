@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+
+/// The scripting contract of docs/CLI.md: help, version, exit codes, JSON.
+@Suite("CLI contract")
+struct CLIContractTests {
+    @Test("--help lists the commands; --version prints the version")
+    func helpAndVersion() throws {
+        let help = try Harness.run(Harness.binary, ["--help"])
+        #expect(help.status == 0)
+        for command in ["fs", "mount", "umount"] { #expect(help.stdout.contains(command)) }
+        #expect(try Harness.run(Harness.binary, ["fs", "create", "--help"]).stdout.contains("--passphrase-file"))
+        #expect(try Harness.run(Harness.binary, ["mount", "--help"]).stdout.contains("--foreground"))
+        let version = try Harness.run(Harness.binary, ["--version"])
+        #expect(version.status == 0 && version.stdout.range(of: #"^\d+\.\d+\.\d+"#, options: .regularExpression) != nil)
+    }
+
+    @Test("bad arguments exit 64 with a one-line reason")
+    func usageErrors() throws {
+        let box = try Sandbox()
+        #expect(try Harness.run(Harness.binary, ["fs", "bogus"]).status == 64)
+        #expect(try Harness.run(Harness.binary, ["mount", "onlyone"]).status == 64)
+        let badName = try box.kmsfs("fs", "create", "../evil")
+        #expect(badName.status == 64 && badName.stderr.contains("invalid filesystem name"), "\(badName.stderr)")
+        try box.create()
+        let twice = try box.kmsfs("fs", "create", "demo")
+        #expect(twice.status == 64 && twice.stderr.contains("already exists"))
+        let noConfirm = try box.kmsfs("fs", "delete", "demo")
+        #expect(noConfirm.status == 64 && noConfirm.stderr.contains("--yes"))
+        let missing = try box.kmsfs("mount", "nothere", box.mountpoint)
+        #expect(missing.status == 66 && missing.stderr.contains("no kmsfs store"), "\(missing.stderr)")
+        let notMounted = try box.kmsfs("umount", box.mountpoint)
+        #expect(notMounted.status == 64)
+    }
+
+    @Test("fs list --json describes each filesystem; fs delete removes it")
+    func listJSON() throws {
+        let box = try Sandbox()
+        try box.create("alpha")
+        try box.create("beta")
+        let r = try box.kmsfs("fs", "list", "--json")
+        #expect(r.status == 0)
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: String]])
+        #expect(rows.map { $0["name"] } == ["alpha", "beta"])
+        #expect(rows.allSatisfy { $0["kms"] == "local" && $0["key"] == "keyfile" && $0["uuid"]?.count == 36 && $0["mounted"] == "" })
+        #expect(try box.kmsfs("fs", "delete", "alpha", "--yes").status == 0)
+        #expect(try box.kmsfs("fs", "list").stdout.contains("alpha") == false)
+        let key = try FileManager.default.attributesOfItem(atPath: box.home + "/local.key")
+        #expect((key[.posixPermissions] as? Int) == 0o600)
+    }
+}
