@@ -54,9 +54,7 @@ extension Catalog {
                 var target = try attributes(targetIno)
                 if source.isDirectory {
                     guard target.isDirectory else { throw MetaStoreError.posix(ENOTDIR) }
-                    guard try db.scalar("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", [.int(Int64(targetIno.rawValue))]) == nil else {
-                        throw MetaStoreError.posix(ENOTEMPTY)
-                    }
+                    try requireEmpty(targetIno)
                     target.nlink = 0
                 } else {
                     guard !target.isDirectory else { throw MetaStoreError.posix(EISDIR) }

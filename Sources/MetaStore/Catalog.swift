@@ -176,9 +176,7 @@ final class Catalog: @unchecked Sendable {
             let now = Timestamp.now()
             if wantDirectory {
                 guard node.isDirectory else { throw MetaStoreError.posix(ENOTDIR) }
-                guard try db.scalar("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", [.int(Int64(ino.rawValue))]) == nil else {
-                    throw MetaStoreError.posix(ENOTEMPTY)
-                }
+                try requireEmpty(ino)
                 node.nlink = 0
             } else {
                 guard !node.isDirectory else { throw MetaStoreError.posix(EISDIR) }
@@ -189,6 +187,13 @@ final class Catalog: @unchecked Sendable {
             try store(node)
             try touchDirectory(&dir, nlinkDelta: wantDirectory ? -1 : 0, now: now)
             return node
+        }
+    }
+
+    /// ENOTEMPTY unless the directory has no entries.
+    func requireEmpty(_ directory: InodeNumber) throws {
+        guard try db.scalar("SELECT 1 FROM entries WHERE parent = ? LIMIT 1", [.int(Int64(directory.rawValue))]) == nil else {
+            throw MetaStoreError.posix(ENOTEMPTY)
         }
     }
 

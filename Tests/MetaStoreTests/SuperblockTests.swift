@@ -65,6 +65,7 @@ struct SuperblockTests {
 
     func reseal(_ slot: inout [UInt8]) {
         let end = 112 + Int(u16(slot, 96)) + Int(u16(slot, 98))
+        guard end + 32 <= slot.count else { return }
         slot.replaceSubrange(end..<end + 32, with: SHA256.hash(Array(slot[0..<end])))
     }
 
