@@ -1,5 +1,11 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Everything kmsfs writes into its home (metadata, logs, locks) is private.
+umask(0o077)
 
 // `mount -t kmsfs` runs /sbin/mount.kmsfs, a link to this binary: translate
 // its arguments into `kmsfs mount`.

@@ -48,4 +48,24 @@ struct CLIContractTests {
         let key = try FileManager.default.attributesOfItem(atPath: box.home + "/local.key")
         #expect((key[.posixPermissions] as? Int) == 0o600)
     }
+
+    @Test("kmsfs speed reports encrypt and decrypt MB/s for one thread and all cores")
+    func speed() throws {
+        let r = try Harness.run(Harness.binary, ["speed", "--seconds", "0.2"])
+        #expect(r.status == 0)
+        let lines = r.stdout.split(separator: "\n").filter { $0.hasPrefix("AES-256-XTS") }
+        #expect(lines.count == 4)
+        let rates = lines.compactMap { Double($0.split(separator: ":").last!.replacingOccurrences(of: "MB/s", with: "").trimmingCharacters(in: .whitespaces)) }
+        #expect(rates.count == 4 && rates.allSatisfy { $0 > 10 }, "\(r.stdout)")
+    }
+
+    @Test("store files are private (umask 077)")
+    func privateStore() throws {
+        let box = try Sandbox()
+        try box.create()
+        let modes = try FileManager.default.contentsOfDirectory(atPath: box.store).compactMap { name -> Int? in
+            (try FileManager.default.attributesOfItem(atPath: box.store + "/" + name)[.posixPermissions] as? Int)
+        }
+        #expect(!modes.isEmpty && modes.allSatisfy { $0 & 0o077 == 0 }, "\(modes.map { String($0, radix: 8) })")
+    }
 }
