@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Turns bench/run's CSV into a Markdown table of medians (min-max) with the
+ratios kmsfs/gocryptfs and kmsfs/bindfs, and a gnuplot bar chart."""
+import csv, statistics, subprocess, sys
+from collections import defaultdict
+
+csv_path, md_path, png_path = sys.argv[1:4]
+rows = list(csv.DictReader(open(csv_path)))
+values = defaultdict(list)
+units = {}
+for r in rows:
+    values[(r["job"], r["target"])].append(float(r["value"]))
+    units[r["job"]] = r["unit"]
+jobs = [j for j in ["seqwrite", "seqread", "randread1", "randread2", "randwrite", "metadata"] if any(k[0] == j for k in values)]
+targets = ["kmsfs", "gocryptfs", "bindfs", "plain"]
+med = {k: statistics.median(v) for k, v in values.items()}
+meta = rows[0] if rows else {}
+out = [f"Run {meta.get('date','?')} · commit {meta.get('commit','?')} · {meta.get('cpu','?')} · kernel {meta.get('kernel','?')} · "
+       f"{len(set(r['round'] for r in rows))} rounds, interleaved\n",
+       "| job | unit | " + " | ".join(targets) + " | kmsfs/gocryptfs | kmsfs/bindfs |",
+       "|---|---|" + "---|" * len(targets) + "---|---|"]
+for j in jobs:
+    cells = []
+    for t in targets:
+        v = values.get((j, t))
+        cells.append(f"{statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f})" if v else "–")
+    g, b, k = med.get((j, "gocryptfs")), med.get((j, "bindfs")), med.get((j, "kmsfs"))
+    out.append(f"| {j} | {units[j]} | " + " | ".join(cells) + f" | {k / g:.2f}× | {k / b:.2f}× |" if k and g and b else f"| {j} | {units[j]} | " + " | ".join(cells) + " | – | – |")
+open(md_path, "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+dat = png_path + ".dat"
+with open(dat, "w") as f:
+    f.write("job " + " ".join(targets) + "\n")
+    for j in jobs:
+        base = med.get((j, "gocryptfs")) or 1
+        f.write(j + " " + " ".join(f"{(med.get((j, t)) or 0) / base:.3f}" for t in targets) + "\n")
+script = f"""set terminal png size 1000,500
+set output '{png_path}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid border -1
+set ylabel 'median relative to gocryptfs (higher is better)'
+set key top left
+set grid ytics
+plot '{dat}' using 2:xtic(1) title 'kmsfs', '' using 3 title 'gocryptfs', '' using 4 title 'bindfs', '' using 5 title 'plain'
+"""
+try:
+    subprocess.run(["gnuplot"], input=script.encode(), check=True)
+except (OSError, subprocess.CalledProcessError) as e:
+    print(f"no chart: {e}", file=sys.stderr)
