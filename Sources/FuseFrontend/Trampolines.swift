@@ -90,7 +90,17 @@ enum Trampolines {
             Unmanaged<SessionContext>.fromOpaque(userdata).takeUnretainedValue().fileSystem.shutdown()
         }
         ops.lookup = { req, parent, name in
-            Trampolines.reply(req) { Trampolines.replyEntry(req, try Trampolines.fs(req).lookup(parent: InodeNumber(parent), name: Trampolines.name(name))) }
+            do {
+                Trampolines.replyEntry(req, try Trampolines.fs(req).lookup(parent: InodeNumber(parent), name: Trampolines.name(name)))
+            } catch let error as Errno where error.code == ENOENT {
+                // A negative entry the kernel may cache: kmsfs is the only
+                // writer of its store, so "not there" stays true until we change it.
+                var e = fuse_entry_param()
+                e.entry_timeout = FileSystem.cacheTimeout
+                fuse_reply_entry(req, &e)
+            } catch {
+                fuse_reply_err(req, Errno.from(error, "lookup").code)
+            }
         }
         ops.forget = { req, ino, count in
             Trampolines.fs(req).forget(InodeNumber(ino), count: count)

@@ -17,11 +17,16 @@ public final class MetadataStore: Sendable {
     public static let reserveBytes = 4 << 20
 
     /// Opens (or with `create`, initialises) the database at `path`.
-    public init(path: String, names: NameCipher, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0), reservePath: String? = nil) throws {
+    /// - Parameter exclusive: hold SQLite's lock for the connection's life
+    ///   (locking_mode=EXCLUSIVE). The mount daemon, which already owns the
+    ///   store through its flock, uses it: it saves ~10 fcntl calls per transaction.
+    public init(path: String, names: NameCipher, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0),
+                reservePath: String? = nil, exclusive: Bool = false) throws {
         self.path = path
         self.reservePath = reservePath
         let db = try SQLiteDatabase(path: path, create: create)
-        try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY")
+        if exclusive { try db.execute("PRAGMA locking_mode=EXCLUSIVE") }
+        try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=8192")
         if create {
             try db.execute(MetadataSchema.create)
             try db.transaction {

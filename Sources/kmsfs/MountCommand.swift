@@ -94,7 +94,7 @@ struct MountCommand: ParsableCommand {
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
         let (superblock, keys) = try Unlock.open(store, home: home, passphrase: passphrase)
         let readOnly = self.readOnly || superblock.requiresReadOnly
-        let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, reservePath: store.root + "/reserve")
+        let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, reservePath: store.root + "/reserve", exclusive: true)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data),
                                     storeRoot: store.root, readOnly: readOnly)
         if !readOnly {
