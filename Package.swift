@@ -24,10 +24,12 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl"),
 
         // L1
         .target(name: "BlockCipher", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
-        .target(name: "KeyVault", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
+        .target(name: "HTTPTransport", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+        .target(name: "KeyVault", dependencies: ["COpenSSL", "HTTPTransport"], swiftSettings: swiftSettings),
         // L2
         .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "CLinux"], swiftSettings: swiftSettings),
         // L3
@@ -45,7 +47,7 @@ let package = Package(
 
         .testTarget(name: "BlockCipherTests", dependencies: ["BlockCipher"],
                     resources: [.copy("Vectors")], swiftSettings: swiftSettings),
-        .testTarget(name: "KeyVaultTests", dependencies: ["KeyVault"], swiftSettings: swiftSettings),
+        .testTarget(name: "KeyVaultTests", dependencies: ["KeyVault", "HTTPTransport"], swiftSettings: swiftSettings),
         .testTarget(name: "MetaStoreTests", dependencies: ["MetaStore", "BlockCipher"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["kmsfs"], exclude: ["Scripts"], swiftSettings: swiftSettings),
     ]

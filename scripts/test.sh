@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: installs dependencies, builds, runs every test
 # suite (unit, CLI, FUSE integration), and fails if a FUSE test did not really
-# run (each leaves a marker when it gets past its environment check) or if a
-# test left a mount behind.
+# run (each leaves a marker when it gets past its environment check), if a
+# KMS-server test did not run against its real server, or if a test left a
+# mount behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -11,10 +12,13 @@ swift build --build-tests
 markers=$(mktemp -d)
 status=0
 KMSFS_TEST_MARKERS=$markers swift test --skip-build || status=$?
-declared=$(grep -hcE '^\s*guard Harness.fuseAvailable\(\)' Tests/IntegrationTests/*.swift | awk '{s+=$1} END {print s}')
-ran=$(find "$markers" -type f | wc -l | tr -d ' ')
-echo "FUSE integration tests: $ran of $declared ran"
-if [ "$ran" -lt "$declared" ]; then echo "FAIL: only $ran of $declared FUSE tests ran (skipped?)" >&2; status=1; fi
+count() { grep -hcE "$1" Tests/IntegrationTests/*.swift | awk '{s+=$1} END {print s}'; }
+check_ran() {  # label, declared, ran
+  echo "$1 tests: $3 of $2 ran"
+  if [ "$3" -lt "$2" ]; then echo "FAIL: only $3 of $2 $1 tests ran (skipped?)" >&2; status=1; fi
+}
+check_ran "FUSE integration" "$(count '^\s*guard Harness.fuseAvailable\(\)')" "$(find "$markers" -type f ! -name 'bao-*' | wc -l)"
+check_ran "OpenBao (Vault transit)" "$(count 'OpenBao.available\(\)')" "$(find "$markers" -type f -name 'bao-*' | wc -l)"
 if grep ' fuse.kmsfs ' /proc/self/mountinfo | grep -q 'kmsfs-it-'; then echo "FAIL: a test left a kmsfs mount behind" >&2; status=1; fi
 rm -rf "$markers"
 exit $status

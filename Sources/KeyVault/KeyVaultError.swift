@@ -19,6 +19,14 @@ public enum KeyVaultError: Error, CustomStringConvertible, Equatable, Sendable {
     case crypto(operation: String)
     /// The operation is not offered by this provider.
     case unsupported(provider: String, operation: String)
+    /// The TLS handshake failed (untrusted or wrong certificate).
+    case tls(provider: String, address: String, reason: String)
+    /// The KMS rejected the credentials (expired or revoked token, bad client certificate).
+    case credentialsRejected(provider: String, reason: String)
+    /// The credentials are valid but not allowed to do this.
+    case permissionDenied(provider: String, operation: String, reason: String)
+    /// The KMS has no such key.
+    case keyNotFound(provider: String, key: String, reason: String)
 
     public var description: String {
         switch self {
@@ -31,6 +39,10 @@ public enum KeyVaultError: Error, CustomStringConvertible, Equatable, Sendable {
         case .kmsError(let p, let r): return "\(p): \(r)"
         case .crypto(let op): return "crypto operation \(op) failed"
         case .unsupported(let p, let op): return "\(p) does not support \(op)"
+        case .tls(let p, let a, let r): return "TLS handshake with \(p) at \(a) failed: \(r)"
+        case .credentialsRejected(let p, let r): return "\(p) rejected the credentials: \(r)"
+        case .permissionDenied(let p, let op, let r): return "\(p) denied \(op): \(r)"
+        case .keyNotFound(let p, let k, let r): return "\(p) has no key '\(k)': \(r)"
         }
     }
 }

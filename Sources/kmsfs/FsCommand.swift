@@ -30,14 +30,14 @@ struct FsCommand: ParsableCommand {
                 try home.ensure()
                 let store = home.store(name)
                 guard !FileManager.default.fileExists(atPath: store.root) else { throw MetaStoreError.storeExists(path: store.root) }
+                let lock = try HomeLock(home)
+                defer { withExtendedLifetime(lock) {} }
                 let manager: any KeyManager
                 if let passphrase = try SecretInput.passphrase(file: passphraseFile) {
                     manager = LocalKeyManager(source: .passphrase(passphrase))
                 } else {
                     let config = try KMSConfiguration.load(home)
-                    if config.type == .local && !FileManager.default.fileExists(atPath: home.localKey) {
-                        try LocalKeyManager.createKeyFile(home.localKey)
-                    }
+                    if config.type == .local { try home.ensureLocalKey() }
                     manager = try config.keyManager(home: home)
                 }
                 let superblock = try FilesystemCreator.create(store: store, manager: manager)

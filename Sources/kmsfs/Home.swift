@@ -1,4 +1,5 @@
 import Foundation
+import KeyVault
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +37,12 @@ struct Home {
                 throw UserFacingError("cannot create \(dir): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io)
             }
         }
+    }
+
+    /// Creates the local key file (0600) if it does not exist yet.
+    func ensureLocalKey() throws {
+        try ensure()
+        if !FileManager.default.fileExists(atPath: localKey) { try LocalKeyManager.createKeyFile(localKey) }
     }
 
     /// Names of the filesystems in this home, sorted.

@@ -5,11 +5,20 @@ import Glibc
 #endif
 
 /// The KMS new filesystem keys are wrapped with, saved as kms.json (0600) in
-/// the home. Absent file: the embedded local key file.
+/// the home. Absent file: the embedded local key file. A Vault token is kept
+/// only here, sealed (AES-256-GCM) with the home's local key so kms.json alone
+/// does not give it away; it is never in a superblock, a log or `kms` output.
 struct KMSConfiguration: Codable, Equatable {
     var type: KMSType
     var address: String
     var keyIdentifier: String
+    var namespace: String?
+    var transitMount: String?
+    var caCert: String?
+    var clientCert: String?
+    var clientKey: String?
+    /// The Vault token, sealed with the local key (base64 of a wrapped-key envelope).
+    var sealedToken: String?
 
     static let local = KMSConfiguration(type: .local, address: "", keyIdentifier: "keyfile")
 
@@ -20,14 +29,94 @@ struct KMSConfiguration: Codable, Equatable {
         }
     }
 
+    /// Writes kms.json atomically (temp file, fsync, rename), mode 0600; `.local` removes it.
+    func save(_ home: Home) throws {
+        if self == .local {
+            guard unlink(home.kmsConfig) == 0 || errno == ENOENT else {
+                throw UserFacingError("cannot remove \(home.kmsConfig): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io)
+            }
+            return
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let bytes = Array(try encoder.encode(self)) + [0x0a]
+        try AtomicFile.write(bytes, to: home.kmsConfig)
+    }
+
     /// A KeyManager for this configuration; for local, the home's key file.
-    func keyManager(home: Home? = nil) throws -> any KeyManager {
+    func keyManager(home: Home) throws -> any KeyManager {
         switch type {
         case .local:
-            let path = home?.localKey ?? address
-            return LocalKeyManager(source: .keyFile(path: path))
+            return LocalKeyManager(source: .keyFile(path: home.localKey))
+        case .vault:
+            guard let sealedToken else { throw UserFacingError("the vault configuration in \(home.kmsConfig) has no token; run 'kmsfs security kms set' again", exitCode: ExitCodes.badConfig) }
+            let token = try TokenSeal.unseal(sealedToken, home: home)
+            return VaultKeyManager(settings: VaultSettings(address: address, keyName: keyIdentifier, namespace: namespace,
+                                                           transitMount: transitMount ?? "transit", caFile: caCert,
+                                                           token: token, retry: Self.retryPolicy()))
         default:
             throw UserFacingError("KMS type \(type.rawValue) is not available in this build", exitCode: ExitCodes.badConfig)
         }
+    }
+
+    /// Retry and timeout policy; $KMSFS_KMS_ATTEMPTS and $KMSFS_KMS_TIMEOUT
+    /// (seconds per request) override it, e.g. for fast failure in scripts.
+    static func retryPolicy() -> RetryPolicy {
+        let env = ProcessInfo.processInfo.environment
+        var policy = RetryPolicy.standard
+        if let a = env["KMSFS_KMS_ATTEMPTS"].flatMap(Int.init), a >= 1 { policy.attempts = a }
+        if let t = env["KMSFS_KMS_TIMEOUT"].flatMap(Double.init), t > 0 {
+            policy.requestTimeout = t
+            policy.connectTimeout = min(policy.connectTimeout, t)
+            policy.initialDelay = min(policy.initialDelay, t / 4)
+        }
+        return policy
+    }
+
+    /// A one-line description: "vault https://vault:8200 key kmsfs-key".
+    var summary: String {
+        type == .local ? "the local key file" : "\(type.rawValue) \(address) key \(keyIdentifier)"
+    }
+}
+
+/// Seals a KMS credential with the home's local key file, bound to its purpose.
+enum TokenSeal {
+    private static let context = WrapContext(filesystemUUID: Array("kmsfs-kms-token1".utf8))
+
+    static func seal(_ token: KeyMaterial, home: Home) throws -> String {
+        try home.ensureLocalKey()
+        let wrapped = try LocalKeyManager(source: .keyFile(path: home.localKey)).wrap(token, context: context)
+        return Data(wrapped.encoded()).base64EncodedString()
+    }
+
+    static func unseal(_ sealed: String, home: Home) throws -> KeyMaterial {
+        guard let data = Data(base64Encoded: sealed) else {
+            throw UserFacingError("the KMS token in \(home.kmsConfig) is damaged; run 'kmsfs security kms set' again", exitCode: ExitCodes.badConfig)
+        }
+        let envelope = try WrappedKey(decoding: Array(data))
+        do {
+            return try LocalKeyManager(source: .keyFile(path: home.localKey)).unwrap(envelope, context: context)
+        } catch KeyVaultError.unwrapDenied {
+            throw UserFacingError("the KMS token in \(home.kmsConfig) cannot be unsealed with \(home.localKey); run 'kmsfs security kms set' again", exitCode: ExitCodes.badConfig)
+        }
+    }
+}
+
+/// Whole-file replacement that never leaves a torn file: temp, fsync, rename, fsync dir.
+enum AtomicFile {
+    static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws {
+        let temp = path + ".tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw UserFacingError("cannot write \(temp): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io) }
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == bytes.count, synced, rename(temp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temp)
+            throw UserFacingError("cannot write \(path): \(reason)", exitCode: ExitCodes.io)
+        }
+        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 { fsync(dir); close(dir) }
     }
 }

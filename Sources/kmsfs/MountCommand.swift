@@ -108,6 +108,9 @@ struct MountCommand: ParsableCommand {
         options.debug = debug
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
         if notify { Daemon.report(.ready) }
+        if superblock.kms.type == KMSType.vault.rawValue, let vault = try? KMSConfiguration.load(home).keyManager(home: home) as? VaultKeyManager {
+            TokenRenewer.start(vault)
+        }
         let status = session.run(maxThreads: options.maxThreads)
         withExtendedLifetime(lock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }

@@ -16,7 +16,11 @@ enum Unlock {
             }
             return LocalKeyManager(source: .keyFile(path: home.localKey))
         default:
-            return try KMSConfiguration.load(home).keyManager()
+            let config = try KMSConfiguration.load(home)
+            guard config.type == envelope.provider else {
+                throw KeyVaultError.providerMismatch(envelope: "\(envelope.provider.rawValue) key '\(envelope.keyIdentifier)'", configured: config.summary)
+            }
+            return try config.keyManager(home: home)
         }
     }
 

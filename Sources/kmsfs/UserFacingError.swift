@@ -28,7 +28,8 @@ struct UserFacingError: Error {
             case .keyFileUnavailable, .providerMismatch, .unsupported: return .init(e.description, exitCode: ExitCodes.badConfig)
             case .malformedEnvelope: return .init(e.description, exitCode: ExitCodes.corruptOrUnsupported)
             case .unreachable: return .init(e.description, exitCode: ExitCodes.kmsUnreachable)
-            case .kmsError, .crypto: return .init(e.description, exitCode: ExitCodes.wrongKey)
+            case .kmsError, .crypto, .credentialsRejected, .permissionDenied: return .init(e.description, exitCode: ExitCodes.wrongKey)
+            case .tls, .keyNotFound: return .init(e.description, exitCode: ExitCodes.badConfig)
             }
         case let e as MetaStoreError:
             switch e {

@@ -102,6 +102,11 @@ final class Sandbox {
 
     @discardableResult
     func kmsfs(_ args: String..., env: [String: String] = [:]) throws -> Harness.Result {
+        try kmsfs(args, env: env)
+    }
+
+    @discardableResult
+    func kmsfs(_ args: [String], env: [String: String] = [:]) throws -> Harness.Result {
         try Harness.run(Harness.binary, args, env: ["KMSFS_HOME": home].merging(env) { $1 })
     }
 
@@ -134,4 +139,87 @@ final class Sandbox {
     func read(_ path: String) throws -> String {
         try String(contentsOfFile: mountpoint + "/" + path, encoding: .utf8)
     }
+}
+
+/// The OpenBao server the Vault tests share, started once per test process by
+/// Scripts/openbao.sh on 127.0.0.1 (TLS with its own CA) and stopped at exit.
+/// Outside CI a server that cannot start skips the Vault tests with a printed
+/// reason; with CI=true it fails them, and scripts/test.sh counts that they ran.
+final class OpenBao: @unchecked Sendable {
+    let dir: String
+    let env: [String: String]
+    var address: String { env["BAO_ADDR"]! }
+    var caCert: String { env["BAO_CACERT"]! }
+    var rootToken: String { env["BAO_ROOT_TOKEN"]! }
+    /// The periodic token of the seed's token role, with the restrictive policy.
+    var token: String { env["BAO_TOKEN_KMSFS"]! }
+    var pid: Int32 { Int32(env["BAO_PID"]!)! }
+
+    private init(dir: String, env: [String: String]) {
+        self.dir = dir
+        self.env = env
+    }
+
+    nonisolated(unsafe) private static var stopDir: String?
+
+    private static let started: Result<OpenBao, Error> = Result {
+        let dir = NSTemporaryDirectory() + "kmsfs-bao-\(getpid())"
+        let script = Harness.packageRoot + "/Tests/IntegrationTests/Scripts/openbao.sh"
+        let r = try Harness.run("/bin/bash", [script, "start", dir])
+        guard r.status == 0, let text = try? String(contentsOfFile: dir + "/env", encoding: .utf8) else {
+            throw HarnessError("openbao.sh start failed: \(r.stderr.suffix(400))")
+        }
+        var env: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { env[String(parts[0])] = String(parts[1]) }
+        }
+        stopDir = dir
+        atexit {
+            guard let dir = OpenBao.stopDir else { return }
+            _ = try? Harness.run("/bin/bash", [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/openbao.sh", "stop", dir])
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        return OpenBao(dir: dir, env: env)
+    }
+
+    /// The shared server, or nil (and a CI failure) when it cannot run here.
+    static func available() -> OpenBao? {
+        switch started {
+        case .success(let bao):
+            if let dir = ProcessInfo.processInfo.environment["KMSFS_TEST_MARKERS"], let name = Test.current?.name {
+                FileManager.default.createFile(atPath: dir + "/bao-" + name.filter { $0.isLetter || $0.isNumber }, contents: Data())
+            }
+            return bao
+        case .failure(let error):
+            if Harness.isCI { Issue.record("OpenBao test cannot run in CI: \(error)") } else { print("SKIP OpenBao test: \(error)") }
+            return nil
+        }
+    }
+
+    /// Runs the bao CLI as root (admin steps: rotate a key, make tokens).
+    @discardableResult
+    func bao(_ args: String..., token: String? = nil) throws -> Harness.Result {
+        try Harness.run(env["BAO_BIN"]!, args, env: ["BAO_ADDR": address, "BAO_CACERT": caCert, "BAO_TOKEN": token ?? rootToken])
+    }
+
+    /// A new token from a role with the given period, e.g. "6s".
+    func periodicToken(period: String, role: String) throws -> String {
+        try bao("write", "auth/token/roles/\(role)", "allowed_policies=kmsfs", "period=\(period)")
+        let r = try bao("token", "create", "-role=\(role)", "-field=token")
+        guard r.status == 0 else { throw HarnessError("token create: \(r.stderr)") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Stops (SIGSTOP) the server for the duration of `body`: it is "down" (requests time out).
+    func whileFrozen<T>(_ body: () throws -> T) rethrows -> T {
+        kill(pid, SIGSTOP)
+        defer { kill(pid, SIGCONT) }
+        return try body()
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,201 @@
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One HTTP request. The body is sent from this array without a copy in libcurl
+/// (CURLOPT_POSTFIELDS), so a caller that puts a secret in it can wipe it afterwards.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(method: String, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// A response: status, headers (names lower-cased) and the body.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: [UInt8]
+
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+
+    /// Overwrites the body (it may hold a secret the server returned).
+    public mutating func wipeBody() {
+        body.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            memset_s_portable(base, raw.count)
+        }
+    }
+}
+
+/// TLS settings: verification is always on; these add trust or a client identity.
+public struct TLSOptions: Sendable, Equatable {
+    /// PEM file of CA certificates to trust instead of the system store.
+    public var caFile: String?
+    /// PEM client certificate and key for mutual TLS.
+    public var clientCertificate: String?
+    public var clientKey: String?
+
+    public init(caFile: String? = nil, clientCertificate: String? = nil, clientKey: String? = nil) {
+        self.caFile = caFile
+        self.clientCertificate = clientCertificate
+        self.clientKey = clientKey
+    }
+}
+
+/// Why a request got no HTTP answer at all.
+public struct TransportError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable { case resolve, connect, tls, timeout, other }
+    public var kind: Kind
+    public var message: String
+
+    public var description: String { message }
+    /// Worth retrying: the server may come back (TLS and DNS failures will not fix themselves).
+    public var isTransient: Bool { kind == .connect || kind == .timeout || kind == .other }
+}
+
+/// A small blocking HTTP/1.1 client over libcurl's easy interface. Chosen over
+/// FoundationNetworking's URLSession because it gives exact control of the
+/// trusted CA file, client certificates, timeouts and of where secret bytes go,
+/// and it adds no Foundation networking stack to the binary. One instance is used
+/// by one thread at a time (KMS calls happen in CLI flows and a renewal thread).
+public final class HTTPClient: @unchecked Sendable {
+    private let tls: TLSOptions
+    private let connectTimeout: Double
+    private let totalTimeout: Double
+    private let handle: UnsafeMutableRawPointer
+    private let lock = NSLockLite()
+
+    private static let globalInit: Bool = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK }()
+
+    public init(tls: TLSOptions = TLSOptions(), connectTimeout: Double = 5, totalTimeout: Double = 15) {
+        _ = Self.globalInit
+        self.tls = tls
+        self.connectTimeout = connectTimeout
+        self.totalTimeout = totalTimeout
+        handle = curl_easy_init()!
+    }
+
+    deinit { curl_easy_cleanup(handle) }
+
+    /// Sends one request and waits for the whole response.
+    public func send(_ request: HTTPRequest) throws -> HTTPResponse {
+        lock.lock(); defer { lock.unlock() }
+        curl_easy_reset(handle)
+        let sink = ResponseSink()
+        var headerList: UnsafeMutablePointer<curl_slist>? = nil
+        for header in request.headers { headerList = curl_slist_append(headerList, "\(header.name): \(header.value)") }
+        // curl adds "Expect: 100-continue" to larger POSTs, costing a round trip; servers here do not need it.
+        headerList = curl_slist_append(headerList, "Expect:")
+        defer { curl_slist_free_all(headerList) }
+        var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+
+        let code: CURLcode = request.body.withUnsafeBytes { body in
+            errorBuffer.withUnsafeMutableBufferPointer { errbuf in
+                CCurl_setopt_string(handle, CURLOPT_URL, request.url)
+                CCurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+                CCurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
+                CCurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
+                CCurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeout * 1000))
+                CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(totalTimeout * 1000))
+                CCurl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1)
+                CCurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2)
+                if let ca = tls.caFile { CCurl_setopt_string(handle, CURLOPT_CAINFO, ca) }
+                if let cert = tls.clientCertificate { CCurl_setopt_string(handle, CURLOPT_SSLCERT, cert) }
+                if let key = tls.clientKey { CCurl_setopt_string(handle, CURLOPT_SSLKEY, key) }
+                CCurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errbuf.baseAddress)
+                CCurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList)
+                CCurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
+                if request.method == "HEAD" { CCurl_setopt_long(handle, CURLOPT_NOBODY, 1) }
+                if !request.body.isEmpty || request.method == "POST" || request.method == "PUT" {
+                    CCurl_setopt_size(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
+                    CCurl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+                }
+                let unmanaged = Unmanaged.passUnretained(sink).toOpaque()
+                CCurl_setopt_write_function(handle, { ptr, size, count, user in
+                    let sink = Unmanaged<ResponseSink>.fromOpaque(user!).takeUnretainedValue()
+                    let n = size * count
+                    if let ptr { sink.body.append(contentsOf: UnsafeRawBufferPointer(start: ptr, count: n)) }
+                    return n
+                })
+                CCurl_setopt_pointer(handle, CURLOPT_WRITEDATA, unmanaged)
+                CCurl_setopt_header_function(handle, { ptr, size, count, user in
+                    let sink = Unmanaged<ResponseSink>.fromOpaque(user!).takeUnretainedValue()
+                    let n = size * count
+                    if let ptr { sink.headerLine(UnsafeRawBufferPointer(start: ptr, count: n)) }
+                    return n
+                })
+                CCurl_setopt_pointer(handle, CURLOPT_HEADERDATA, unmanaged)
+                return curl_easy_perform(handle)
+            }
+        }
+        guard code == CURLE_OK else {
+            let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+            throw TransportError(kind: Self.kind(of: code), message: message)
+        }
+        var status = 0
+        CCurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, headers: sink.headers, body: sink.body)
+    }
+
+    private static func kind(of code: CURLcode) -> TransportError.Kind {
+        switch code {
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: return .resolve
+        case CURLE_COULDNT_CONNECT: return .connect
+        case CURLE_OPERATION_TIMEDOUT: return .timeout
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE,
+             CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CRL_BADFILE:
+            return .tls
+        default: return .other
+        }
+    }
+}
+
+/// Collects the body and headers of one response. The body's capacity is
+/// reserved up front so small (secret-bearing) responses are never reallocated,
+/// which would leave unwiped copies behind.
+private final class ResponseSink {
+    var body: [UInt8] = { var a = [UInt8](); a.reserveCapacity(64 * 1024); return a }()
+    var headers: [String: String] = [:]
+
+    func headerLine(_ raw: UnsafeRawBufferPointer) {
+        let line = String(decoding: raw, as: UTF8.self)
+        if line.hasPrefix("HTTP/") { headers = [:]; return }  // a new response (after 100 Continue or a redirect)
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = line[..<colon].lowercased()
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
+        headers[name] = value
+    }
+}
+
+/// A pthread mutex (Foundation's NSLock is not imported here on purpose).
+final class NSLockLite: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func lock() { pthread_mutex_lock(&mutex) }
+    func unlock() { pthread_mutex_unlock(&mutex) }
+}
+
+/// Zeroes memory in a way the optimiser may not drop.
+func memset_s_portable(_ base: UnsafeMutableRawPointer, _ count: Int) {
+    explicit_bzero(base, count)
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = self[...]
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

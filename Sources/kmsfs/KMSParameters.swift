@@ -1,0 +1,73 @@
+import Foundation
+import KeyVault
+
+/// The parameter rules of `kmsfs security kms set`, as the WEKA seed's table
+/// states them. Every violation is a one-line usage error raised before any
+/// network call.
+enum KMSParameters {
+    static let reservedNamespaces: Set<String> = ["root", "sys", "audit", "auth", "cubbyhole", "identity"]
+
+    /// Checks the raw arguments; `tokenGiven` says whether --token, --token-file or $VAULT_TOKEN supplied one.
+    static func validate(type rawType: String, address: String, keyIdentifier: String, tokenGiven: Bool, tokenFromArguments: Bool,
+                         namespace: String?, caCert: String?, clientCert: String?, clientKey: String?, transitMount: String?) throws -> KMSConfiguration {
+        func usage(_ message: String) -> UserFacingError { UserFacingError(message, exitCode: ExitCodes.usage) }
+        guard let type = KMSType(rawValue: rawType), type != .local else {
+            throw usage("KMS type must be 'vault' or 'kmip', not '\(rawType)'")
+        }
+        guard !keyIdentifier.isEmpty, !keyIdentifier.contains(where: { $0.isWhitespace || $0 == "/" }) || type == .aws else {
+            throw usage("key identifier '\(keyIdentifier)' is empty or contains spaces or '/'")
+        }
+        switch type {
+        case .vault:
+            guard let url = URLComponents(string: address), let scheme = url.scheme, ["http", "https"].contains(scheme),
+                  let host = url.host, !host.isEmpty, url.path.isEmpty || url.path == "/", url.query == nil else {
+                throw usage("vault address must be a URL such as https://vault.example.com:8200, not '\(address)'")
+            }
+            guard tokenGiven else { throw usage("--token (or --token-file, or $VAULT_TOKEN) is mandatory for vault") }
+            guard clientCert == nil else { throw usage("--client-cert is not allowed for vault (it is for kmip)") }
+            guard clientKey == nil else { throw usage("--client-key is not allowed for vault (it is for kmip)") }
+            if let namespace { try validateNamespace(namespace) }
+            if let mount = transitMount, mount.isEmpty || mount.hasPrefix("/") || mount.hasSuffix("/") || mount.contains(" ") {
+                throw usage("--transit-mount '\(mount)' must be a path such as 'transit', without leading or trailing '/'")
+            }
+        case .kmip:
+            try validateHostPort(address)
+            guard !tokenFromArguments else { throw usage("--token is not allowed for kmip (it authenticates with --client-cert and --client-key)") }
+            guard clientCert != nil else { throw usage("--client-cert is mandatory for kmip") }
+            guard clientKey != nil else { throw usage("--client-key is mandatory for kmip") }
+            guard namespace == nil else { throw usage("--namespace is not allowed for kmip (it is a vault setting)") }
+            guard transitMount == nil else { throw usage("--transit-mount is not allowed for kmip (it is a vault setting)") }
+        case .aws, .local:
+            throw usage("KMS type must be 'vault' or 'kmip', not '\(rawType)'")
+        }
+        for (option, path) in [("--ca-cert", caCert), ("--client-cert", clientCert), ("--client-key", clientKey)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                throw usage("\(option) \(path): no such readable file")
+            }
+        }
+        return KMSConfiguration(type: type, address: address.hasSuffix("/") ? String(address.dropLast()) : address,
+                                keyIdentifier: keyIdentifier, namespace: namespace, transitMount: transitMount,
+                                caCert: caCert.map(Home.absolute), clientCert: clientCert.map(Home.absolute),
+                                clientKey: clientKey.map(Home.absolute))
+    }
+
+    /// Namespace names must not end with "/", contain no spaces, and are not reserved.
+    static func validateNamespace(_ namespace: String) throws {
+        func usage(_ why: String) -> UserFacingError { UserFacingError("invalid namespace '\(namespace)': \(why)", exitCode: ExitCodes.usage) }
+        guard !namespace.isEmpty else { throw usage("it is empty") }
+        guard !namespace.hasSuffix("/") else { throw usage("it must not end with '/'") }
+        guard !namespace.contains(where: { $0.isWhitespace }) else { throw usage("it must not contain spaces") }
+        let first = namespace.split(separator: "/").first.map(String.init) ?? namespace
+        guard !reservedNamespaces.contains(namespace), !reservedNamespaces.contains(first) else {
+            throw usage("'\(reservedNamespaces.contains(namespace) ? namespace : first)' is reserved (root, sys, audit, auth, cubbyhole, identity)")
+        }
+    }
+
+    /// hostname:port with a port in 1...65535.
+    static func validateHostPort(_ address: String) throws {
+        let usage = UserFacingError("kmip address must be hostname:port (e.g. kms.example.com:5696), not '\(address)'", exitCode: ExitCodes.usage)
+        guard let colon = address.lastIndex(of: ":") else { throw usage }
+        let host = address[..<colon], port = address[address.index(after: colon)...]
+        guard !host.isEmpty, !host.contains("/"), !host.contains(" "), let p = Int(port), (1...65535).contains(p) else { throw usage }
+    }
+}

