@@ -199,8 +199,9 @@ final class OpenBao: @unchecked Sendable {
 
     /// Runs the bao CLI as root (admin steps: rotate a key, make tokens).
     @discardableResult
-    func bao(_ args: String..., token: String? = nil) throws -> Harness.Result {
-        try Harness.run(env["BAO_BIN"]!, args, env: ["BAO_ADDR": address, "BAO_CACERT": caCert, "BAO_TOKEN": token ?? rootToken])
+    func bao(_ args: String..., token: String? = nil, namespace: String = "") throws -> Harness.Result {
+        try Harness.run(env["BAO_BIN"]!, args, env: ["BAO_ADDR": address, "BAO_CACERT": caCert, "BAO_TOKEN": token ?? rootToken,
+                                                     "BAO_NAMESPACE": namespace])
     }
 
     /// A new token from a role with the given period, e.g. "6s".

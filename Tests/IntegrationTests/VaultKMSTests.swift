@@ -178,6 +178,30 @@ import Testing
         try box.umount()
     }
 
+    @Test func namespaceIsSentAsHeader() throws {
+        guard let bao = OpenBao.available() else { return }
+        let box = try Sandbox()
+        let ns = "team\(getpid() % 10000)"
+        try #require(try bao.bao("namespace", "create", ns).status == 0)
+        for step in [["secrets", "enable", "transit"], ["write", "-f", "transit/keys/kmsfs-key"],
+                     ["policy", "write", "kmsfs", bao.dir + "/kmsfs-policy.hcl"]] {
+            let r = try Harness.run(bao.env["BAO_BIN"]!, step, env: ["BAO_ADDR": bao.address, "BAO_CACERT": bao.caCert,
+                                                                     "BAO_TOKEN": bao.rootToken, "BAO_NAMESPACE": ns])
+            try #require(r.status == 0, "\(step): \(r.stderr)")
+        }
+        let made = try bao.bao("token", "create", "-policy=kmsfs", "-field=token", namespace: ns)
+        try #require(made.status == 0, "\(made.stderr)")
+        let token = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Without the namespace the token is unknown at the root; with it, everything works.
+        #expect(try setVault(box, bao, token: token).status == 77)
+        let ok = try setVault(box, bao, token: token, extra: ["--namespace", ns])
+        #expect(ok.status == 0, "set with namespace: \(ok.stderr)")
+        try box.create()
+        let show = try box.kmsfs("security", "kms")
+        #expect(show.stdout.contains("namespace") && show.stdout.contains(ns))
+        #expect(try box.kmsfs("fs", "create", "second").status == 0)
+    }
+
     @Test func mountedFilesystemRenewsAShortPeriodToken() throws {
         guard Harness.fuseAvailable(), let bao = OpenBao.available() else { return }
         let box = try Sandbox()
