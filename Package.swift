@@ -28,7 +28,7 @@ let package = Package(
 
         // L1
         .target(name: "BlockCipher", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
-        .target(name: "HTTPTransport", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+        .target(name: "HTTPTransport", dependencies: ["CCurl", "COpenSSL"], swiftSettings: swiftSettings),
         .target(name: "KeyVault", dependencies: ["COpenSSL", "HTTPTransport"], swiftSettings: swiftSettings),
         // L2
         .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "CLinux"], swiftSettings: swiftSettings),
@@ -39,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "kmsfs",
             dependencies: [
-                "FuseFrontend", "SnapExport", "MetaStore", "KeyVault", "BlockCipher",
+                "FuseFrontend", "SnapExport", "MetaStore", "KeyVault", "BlockCipher", "HTTPTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -192,7 +192,7 @@ func memset_s_portable(_ base: UnsafeMutableRawPointer, _ count: Int) {
 }
 
 extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> String {
+    func trimmingCharacters(in set: String) -> String {
         var s = self[...]
         while let f = s.first, set.contains(f) { s = s.dropFirst() }
         while let l = s.last, set.contains(l) { s = s.dropLast() }

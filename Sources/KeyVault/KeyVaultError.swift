@@ -27,6 +27,8 @@ public enum KeyVaultError: Error, CustomStringConvertible, Equatable, Sendable {
     case permissionDenied(provider: String, operation: String, reason: String)
     /// The KMS has no such key.
     case keyNotFound(provider: String, key: String, reason: String)
+    /// The key exists but its state forbids its use (disabled, pending deletion).
+    case keyNotUsable(provider: String, key: String, reason: String)
 
     public var description: String {
         switch self {
@@ -43,6 +45,7 @@ public enum KeyVaultError: Error, CustomStringConvertible, Equatable, Sendable {
         case .credentialsRejected(let p, let r): return "\(p) rejected the credentials: \(r)"
         case .permissionDenied(let p, let op, let r): return "\(p) denied \(op): \(r)"
         case .keyNotFound(let p, let k, let r): return "\(p) has no key '\(k)': \(r)"
+        case .keyNotUsable(let p, let k, let r): return "\(p) key \(k) cannot be used: \(r)"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTransport
 import KeyVault
 #if canImport(Glibc)
 import Glibc
@@ -19,6 +20,11 @@ struct KMSConfiguration: Codable, Equatable {
     var clientKey: String?
     /// The Vault token, sealed with the local key (base64 of a wrapped-key envelope).
     var sealedToken: String?
+    /// AWS: the region to sign for, and the shared-credentials profile to read.
+    var region: String?
+    var profile: String?
+    /// AWS credentials, sealed like the token; only with `set aws --store-credentials`.
+    var sealedCredentials: String?
 
     static let local = KMSConfiguration(type: .local, address: "", keyIdentifier: "keyfile")
 
@@ -54,9 +60,25 @@ struct KMSConfiguration: Codable, Equatable {
             return VaultKeyManager(settings: VaultSettings(address: address, keyName: keyIdentifier, namespace: namespace,
                                                            transitMount: transitMount ?? "transit", caFile: caCert,
                                                            token: token, retry: Self.retryPolicy()))
+        case .aws:
+            let credentials = try awsCredentials(home: home)
+            let endpoint = address.contains("://") ? address : AWSKMSSettings.endpoint(region: address)
+            return AWSKMSKeyManager(settings: AWSKMSSettings(endpoint: endpoint, region: region ?? address, keyID: keyIdentifier,
+                                                             credentials: credentials, caFile: caCert, retry: Self.retryPolicy()))
         default:
             throw UserFacingError("KMS type \(type.rawValue) is not available in this build", exitCode: ExitCodes.badConfig)
         }
+    }
+
+    /// Stored credentials if the user asked for that, else the AWS environment or profile.
+    func awsCredentials(home: Home) throws -> AWSCredentials {
+        if let sealedCredentials {
+            let material = try TokenSeal.unseal(sealedCredentials, home: home)
+            let fields = material.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }.split(separator: "\n", omittingEmptySubsequences: false)
+            guard fields.count == 3 else { throw UserFacingError("the AWS credentials in \(home.kmsConfig) are damaged; run 'kmsfs security kms set' again", exitCode: ExitCodes.badConfig) }
+            return AWSCredentials(accessKeyID: String(fields[0]), secretAccessKey: String(fields[1]), sessionToken: fields[2].isEmpty ? nil : String(fields[2]))
+        }
+        return try AWSCredentialSource.resolve(profile: profile)
     }
 
     /// Retry and timeout policy; $KMSFS_KMS_ATTEMPTS and $KMSFS_KMS_TIMEOUT

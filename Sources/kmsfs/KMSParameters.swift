@@ -12,9 +12,9 @@ enum KMSParameters {
                          namespace: String?, caCert: String?, clientCert: String?, clientKey: String?, transitMount: String?) throws -> KMSConfiguration {
         func usage(_ message: String) -> UserFacingError { UserFacingError(message, exitCode: ExitCodes.usage) }
         guard let type = KMSType(rawValue: rawType), type != .local else {
-            throw usage("KMS type must be 'vault' or 'kmip', not '\(rawType)'")
+            throw usage("KMS type must be 'vault', 'kmip' or 'aws', not '\(rawType)'")
         }
-        guard !keyIdentifier.isEmpty, !keyIdentifier.contains(where: { $0.isWhitespace || $0 == "/" }) || type == .aws else {
+        guard !keyIdentifier.isEmpty, !keyIdentifier.contains(where: { $0.isWhitespace }), type == .aws || !keyIdentifier.contains("/") else {
             throw usage("key identifier '\(keyIdentifier)' is empty or contains spaces or '/'")
         }
         switch type {
@@ -37,8 +37,14 @@ enum KMSParameters {
             guard clientKey != nil else { throw usage("--client-key is mandatory for kmip") }
             guard namespace == nil else { throw usage("--namespace is not allowed for kmip (it is a vault setting)") }
             guard transitMount == nil else { throw usage("--transit-mount is not allowed for kmip (it is a vault setting)") }
-        case .aws, .local:
-            throw usage("KMS type must be 'vault' or 'kmip', not '\(rawType)'")
+        case .aws:
+            try validateAWS(address: address, keyIdentifier: keyIdentifier)
+            guard !tokenFromArguments else { throw usage("--token is not allowed for aws (credentials come from the AWS environment or --profile)") }
+            guard clientCert == nil, clientKey == nil else { throw usage("--client-cert and --client-key are not allowed for aws") }
+            guard namespace == nil else { throw usage("--namespace is not allowed for aws (it is a vault setting)") }
+            guard transitMount == nil else { throw usage("--transit-mount is not allowed for aws (it is a vault setting)") }
+        case .local:
+            throw usage("KMS type must be 'vault', 'kmip' or 'aws', not '\(rawType)'")
         }
         for (option, path) in [("--ca-cert", caCert), ("--client-cert", clientCert), ("--client-key", clientKey)] {
             if let path, !FileManager.default.isReadableFile(atPath: path) {
@@ -60,6 +66,21 @@ enum KMSParameters {
         let first = namespace.split(separator: "/").first.map(String.init) ?? namespace
         guard !reservedNamespaces.contains(namespace), !reservedNamespaces.contains(first) else {
             throw usage("'\(reservedNamespaces.contains(namespace) ? namespace : first)' is reserved (root, sys, audit, auth, cubbyhole, identity)")
+        }
+    }
+
+    /// A region (us-east-1) or an endpoint URL; a key id, key ARN, alias/name or alias ARN.
+    static func validateAWS(address: String, keyIdentifier: String) throws {
+        let isRegion = address.range(of: #"^[a-z]{2}(-[a-z]+)+-[0-9]+$"#, options: .regularExpression) != nil
+        let url = URLComponents(string: address)
+        let isURL = url.map { ["http", "https"].contains($0.scheme ?? "") && !($0.host ?? "").isEmpty } ?? false
+        guard isRegion || isURL else {
+            throw UserFacingError("aws address must be a region (us-east-1) or an endpoint URL (https://kms.us-east-1.amazonaws.com), not '\(address)'", exitCode: ExitCodes.usage)
+        }
+        let patterns = [#"^alias/[A-Za-z0-9/_-]{1,250}$"#, #"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+$"#,
+                        #"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"#, #"^mrk-[0-9a-f]{32}$"#]
+        guard patterns.contains(where: { keyIdentifier.range(of: $0, options: .regularExpression) != nil }) else {
+            throw UserFacingError("aws key must be a key id, key ARN, alias/NAME or alias ARN, not '\(keyIdentifier)'", exitCode: ExitCodes.usage)
         }
     }
 

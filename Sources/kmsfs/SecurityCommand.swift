@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HTTPTransport
 import KeyVault
 import MetaStore
 
@@ -90,6 +91,10 @@ struct KMSCommand: ParsableCommand {
         @Option(help: "Client key PEM (kmip).") var clientKey: String?
         @Option(help: "CA certificate PEM that signs the KMS server's certificate.") var caCert: String?
         @Option(help: "Where the transit engine is mounted (vault; default transit).") var transitMount: String?
+        @Option(help: "AWS shared-credentials profile (aws; default: the environment, then $AWS_PROFILE or 'default').") var profile: String?
+        @Option(help: "AWS region to sign for when ADDRESS is an endpoint URL (aws; default $AWS_REGION or the profile's).") var region: String?
+        @Flag(help: "Store the AWS credentials in the home's kms.json, sealed with the local key (aws; by default they are read from the environment or profile at each use).")
+        var storeCredentials = false
 
         func run() throws {
             try userErrors {
@@ -106,8 +111,20 @@ struct KMSCommand: ParsableCommand {
                     writeStderr("kmsfs: warning: \(config.address) is plain HTTP: the token and key material cross the network unencrypted\n")
                 }
                 let token = try readToken(envToken: envToken, type: config.type)
+                if config.type != .aws, profile != nil || region != nil || storeCredentials {
+                    throw UserFacingError("--profile, --region and --store-credentials are only for aws", exitCode: ExitCodes.usage)
+                }
+                if config.type == .aws {
+                    config.profile = profile
+                    config.region = region ?? (config.address.contains("://") ? AWSCredentialSource.region(profile: profile) ?? "us-east-1" : config.address)
+                }
                 let lock = try HomeLock(home)
                 if let token { config.sealedToken = try TokenSeal.seal(token, home: home) }
+                if config.type == .aws && storeCredentials {
+                    let credentials = try AWSCredentialSource.resolve(profile: profile)
+                    var bytes = Array("\(credentials.accessKeyID)\n\(credentials.secretAccessKey)\n\(credentials.sessionToken ?? "")".utf8)
+                    config.sealedCredentials = try TokenSeal.seal(KeyMaterial(consuming: &bytes), home: home)
+                }
                 let manager = try config.keyManager(home: home)
                 if let vault = manager as? VaultKeyManager {
                     let (tokenInfo, keyInfo) = try vault.validate()
@@ -115,6 +132,9 @@ struct KMSCommand: ParsableCommand {
                         writeStderr("kmsfs: warning: the token is not renewable and expires in \(tokenInfo.ttl) s; use a periodic token from a token role\n")
                     }
                     writeStdout("vault \(config.address): token valid (ttl \(tokenInfo.ttl) s), key \(config.keyIdentifier) version \(keyInfo.latestVersion), round trip ok\n")
+                } else if let aws = manager as? AWSKMSKeyManager {
+                    let info = try aws.validate()
+                    writeStdout("aws kms \(aws.settings.endpoint) (\(aws.settings.region)): key \(info.arn) \(info.state), round trip ok\n")
                 } else {
                     try manager.roundTripCheck()
                 }

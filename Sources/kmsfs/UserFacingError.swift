@@ -29,7 +29,7 @@ struct UserFacingError: Error {
             case .malformedEnvelope: return .init(e.description, exitCode: ExitCodes.corruptOrUnsupported)
             case .unreachable: return .init(e.description, exitCode: ExitCodes.kmsUnreachable)
             case .kmsError, .crypto, .credentialsRejected, .permissionDenied: return .init(e.description, exitCode: ExitCodes.wrongKey)
-            case .tls, .keyNotFound: return .init(e.description, exitCode: ExitCodes.badConfig)
+            case .tls, .keyNotFound, .keyNotUsable: return .init(e.description, exitCode: ExitCodes.badConfig)
             }
         case let e as MetaStoreError:
             switch e {

@@ -51,7 +51,7 @@ enum Harness {
         p.arguments = args
         var environment = ProcessInfo.processInfo.environment
         environment.removeValue(forKey: "KMSFS_PASSPHRASE")
-        for (k, v) in env { environment[k] = v }
+        for (k, v) in env { environment[k] = v.isEmpty ? nil : v }  // "" unsets
         p.environment = environment
         // Files, not pipes: a daemon that inherits them cannot block us.
         let base = NSTemporaryDirectory() + "kmsfs-run-\(UUID().uuidString)"
@@ -81,6 +81,8 @@ final class Sandbox {
     let root: String
     let home: String
     let mountpoint: String
+    /// Extra environment for every kmsfs command of this sandbox (e.g. AWS credentials).
+    var env: [String: String] = [:]
 
     init() throws {
         root = NSTemporaryDirectory() + "kmsfs-it-\(UUID().uuidString.prefix(8))"
@@ -107,7 +109,7 @@ final class Sandbox {
 
     @discardableResult
     func kmsfs(_ args: [String], env: [String: String] = [:]) throws -> Harness.Result {
-        try Harness.run(Harness.binary, args, env: ["KMSFS_HOME": home].merging(env) { $1 })
+        try Harness.run(Harness.binary, args, env: ["KMSFS_HOME": home].merging(self.env) { $1 }.merging(env) { $1 })
     }
 
     func create(_ name: String = "demo") throws {
@@ -116,7 +118,7 @@ final class Sandbox {
     }
 
     func mount(_ name: String = "demo", _ extra: [String] = []) throws {
-        let r = try Harness.run(Harness.binary, ["mount", name, mountpoint] + extra, env: ["KMSFS_HOME": home])
+        let r = try kmsfs(["mount", name, mountpoint] + extra)
         try #require(r.status == 0, "mount: \(r.stderr)")
     }
 
@@ -160,42 +162,10 @@ final class OpenBao: @unchecked Sendable {
         self.env = env
     }
 
-    nonisolated(unsafe) private static var stopDir: String?
-
-    private static let started: Result<OpenBao, Error> = Result {
-        let dir = NSTemporaryDirectory() + "kmsfs-bao-\(getpid())"
-        let script = Harness.packageRoot + "/Tests/IntegrationTests/Scripts/openbao.sh"
-        let r = try Harness.run("/bin/bash", [script, "start", dir])
-        guard r.status == 0, let text = try? String(contentsOfFile: dir + "/env", encoding: .utf8) else {
-            throw HarnessError("openbao.sh start failed: \(r.stderr.suffix(400))")
-        }
-        var env: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2 { env[String(parts[0])] = String(parts[1]) }
-        }
-        stopDir = dir
-        atexit {
-            guard let dir = OpenBao.stopDir else { return }
-            _ = try? Harness.run("/bin/bash", [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/openbao.sh", "stop", dir])
-            try? FileManager.default.removeItem(atPath: dir)
-        }
-        return OpenBao(dir: dir, env: env)
-    }
+    private static let started: Result<OpenBao, Error> = ScriptServer.start("openbao.sh").map { OpenBao(dir: $0.dir, env: $0.env) }
 
     /// The shared server, or nil (and a CI failure) when it cannot run here.
-    static func available() -> OpenBao? {
-        switch started {
-        case .success(let bao):
-            if let dir = ProcessInfo.processInfo.environment["KMSFS_TEST_MARKERS"], let name = Test.current?.name {
-                FileManager.default.createFile(atPath: dir + "/bao-" + name.filter { $0.isLetter || $0.isNumber }, contents: Data())
-            }
-            return bao
-        case .failure(let error):
-            if Harness.isCI { Issue.record("OpenBao test cannot run in CI: \(error)") } else { print("SKIP OpenBao test: \(error)") }
-            return nil
-        }
-    }
+    static func available() -> OpenBao? { ScriptServer.available(started, marker: "bao") }
 
     /// Runs the bao CLI as root (admin steps: rotate a key, make tokens).
     @discardableResult
@@ -217,6 +187,87 @@ final class OpenBao: @unchecked Sendable {
         kill(pid, SIGSTOP)
         defer { kill(pid, SIGCONT) }
         return try body()
+    }
+}
+
+/// A test server started by a script in Scripts/ ("start DIR" writes DIR/env
+/// as KEY=VALUE lines), stopped by "stop DIR" when the test process exits.
+enum ScriptServer {
+    nonisolated(unsafe) private static var running: [(script: String, dir: String)] = []
+    private static let lock = NSLock()
+
+    static func start(_ script: String) -> Result<(dir: String, env: [String: String]), Error> {
+        Result {
+            let dir = NSTemporaryDirectory() + "kmsfs-\(script.prefix { $0 != "." })-\(getpid())"
+            let path = Harness.packageRoot + "/Tests/IntegrationTests/Scripts/" + script
+            let r = try Harness.run("/bin/bash", [path, "start", dir])
+            guard r.status == 0, let text = try? String(contentsOfFile: dir + "/env", encoding: .utf8) else {
+                throw HarnessError("\(script) start failed: \(r.stderr.suffix(400))")
+            }
+            var env: [String: String] = [:]
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: "=", maxSplits: 1)
+                if parts.count == 2 { env[String(parts[0])] = String(parts[1]) }
+            }
+            lock.lock()
+            if running.isEmpty {
+                atexit {
+                    for (script, dir) in ScriptServer.running {
+                        _ = try? Harness.run("/bin/bash", [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/" + script, "stop", dir])
+                        try? FileManager.default.removeItem(atPath: dir)
+                    }
+                }
+            }
+            running.append((script, dir))
+            lock.unlock()
+            return (dir, env)
+        }
+    }
+
+    /// The server if it started (leaving a marker that scripts/test.sh counts), else
+    /// nil: a printed skip outside CI, a recorded failure in CI.
+    static func available<T>(_ started: Result<T, Error>, marker: String) -> T? {
+        switch started {
+        case .success(let server):
+            if let dir = ProcessInfo.processInfo.environment["KMSFS_TEST_MARKERS"], let name = Test.current?.name {
+                FileManager.default.createFile(atPath: dir + "/\(marker)-" + name.filter { $0.isLetter || $0.isNumber }, contents: Data())
+            }
+            return server
+        case .failure(let error):
+            if Harness.isCI { Issue.record("\(marker) test cannot run in CI: \(error)") } else { print("SKIP \(marker) test: \(error)") }
+            return nil
+        }
+    }
+}
+
+/// moto on 127.0.0.1 with SigV4 checking on (Scripts/moto.sh): AWS KMS and S3.
+final class Moto: @unchecked Sendable {
+    let dir: String
+    let env: [String: String]
+    var endpoint: String { env["MOTO_ENDPOINT"]! }
+    var keyARN: String { env["MOTO_KEY_ARN"]! }
+    /// Environment with the allowed user's credentials, as a user's shell would have.
+    var credentials: [String: String] {
+        ["AWS_ACCESS_KEY_ID": env["MOTO_ACCESS_KEY_ID"]!, "AWS_SECRET_ACCESS_KEY": env["MOTO_SECRET_ACCESS_KEY"]!,
+         "AWS_REGION": "us-east-1", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": ""]
+    }
+
+    private init(dir: String, env: [String: String]) {
+        self.dir = dir
+        self.env = env
+    }
+
+    private static let started: Result<Moto, Error> = ScriptServer.start("moto.sh").map { Moto(dir: $0.dir, env: $0.env) }
+
+    static func available() -> Moto? { ScriptServer.available(started, marker: "moto") }
+
+    /// An admin step through boto3 (Scripts/moto_admin.py); returns its stdout.
+    @discardableResult
+    func admin(_ args: String...) throws -> String {
+        let r = try Harness.run(env["MOTO_PYTHON"]!, [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/moto_admin.py", endpoint] + args,
+                                env: credentials)
+        guard r.status == 0 else { throw HarnessError("moto_admin \(args): \(r.stderr.suffix(300))") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 

