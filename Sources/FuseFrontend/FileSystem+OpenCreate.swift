@@ -1,3 +1,4 @@
+import Foundation
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -30,7 +31,6 @@ extension FileSystem {
     }
 
     public func release(_ ino: InodeNumber) {
-        try? metadata.flush()
         if table.release(ino), let a = try? metadata.attributes(ino) { purgeIfUnreferenced(a) }
     }
 
@@ -54,9 +54,28 @@ extension FileSystem {
 }
 
 extension FileSystem {
-    /// flush (every close): write pending timestamps.
-    public func flushMetadata() throws {
-        try run("flush") { try metadata.flush() }
+    /// flush (every close). Pending timestamps are not written here: close
+    /// promises no durability, and with the writeback cache every close sends
+    /// one. They are written by fsync, eviction, unmount and the periodic
+    /// flusher (at most `timestampFlushInterval` seconds later); sizes, names
+    /// and modes are always written through at once.
+    public func flushMetadata() throws {}
+
+    /// Seconds between background writes of pending timestamps.
+    public static let timestampFlushInterval: UInt32 = 5
+
+    /// Starts the thread that writes pending timestamps periodically, so a
+    /// daemon crash loses at most that much timestamp history.
+    public func startTimestampFlusher() {
+        let metadata = self.metadata
+        let thread = Thread {
+            while true {
+                sleep(Self.timestampFlushInterval)
+                do { try metadata.flush() } catch { FuseLog.error("writing pending timestamps: \(error)") }
+            }
+        }
+        thread.name = "kmsfs-timestamp-flusher"
+        thread.start()
     }
 
     /// 512-byte blocks the ciphertext occupies (holes are not counted).

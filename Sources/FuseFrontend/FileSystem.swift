@@ -9,8 +9,11 @@ import Glibc
 /// `Errno`. Only `FuseSession`'s trampolines know about `fuse_req_t`, so each
 /// request gets exactly one reply and these ops are testable without a kernel.
 public final class FileSystem: Sendable {
-    /// How long the kernel may cache attributes and entries, in seconds.
-    public static let cacheTimeout = 1.0
+    /// How long the kernel may cache attributes and entries, in seconds. Long,
+    /// because nothing changes a store behind the kernel's back: the mount
+    /// daemon holds the store's lock, and every change comes through this
+    /// mount, where the kernel invalidates what it touches (link, unlink, rename).
+    public static let cacheTimeout = 30.0
     let metadata: MetadataStore
     let dataStore: DataStore
     let table = InodeTable()

@@ -14,7 +14,14 @@ extension Catalog {
         if let atime = changes.atime { a.atime = atime }
         if let mtime = changes.mtime { a.mtime = mtime }
         a.ctime = changes.ctime ?? now
-        try store(a)
+        if changes.mode == nil && changes.uid == nil && changes.gid == nil && changes.size == nil {
+            // Timestamps only (the kernel's writeback cache sends these at every close):
+            // kept in memory like a write's, written at the next flush, fsync or eviction.
+            cache[ino.rawValue] = a
+            dirty.insert(ino.rawValue)
+        } else {
+            try store(a)
+        }
         return a
     }
 

@@ -108,6 +108,7 @@ struct MountCommand: ParsableCommand {
         options.debug = debug
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
         if notify { Daemon.report(.ready) }
+        if !readOnly { fileSystem.startTimestampFlusher() }
         if superblock.kms.type == KMSType.vault.rawValue, let vault = try? KMSConfiguration.load(home).keyManager(home: home) as? VaultKeyManager {
             TokenRenewer.start(vault)
         }
