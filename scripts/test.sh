@@ -17,9 +17,10 @@ check_ran() {  # label, declared, ran
   echo "$1 tests: $3 of $2 ran"
   if [ "$3" -lt "$2" ]; then echo "FAIL: only $3 of $2 $1 tests ran (skipped?)" >&2; status=1; fi
 }
-check_ran "FUSE integration" "$(count '^\s*guard Harness.fuseAvailable\(\)')" "$(find "$markers" -type f ! -name 'bao-*' ! -name 'moto-*' | wc -l)"
+check_ran "FUSE integration" "$(count '^\s*guard Harness.fuseAvailable\(\)')" "$(find "$markers" -type f ! -name 'bao-*' ! -name 'moto-*' ! -name 'kmip-*' | wc -l)"
 check_ran "OpenBao (Vault transit)" "$(count 'OpenBao.available\(\)')" "$(find "$markers" -type f -name 'bao-*' | wc -l)"
 check_ran "moto (AWS KMS)" "$(count 'Moto.available\(\)')" "$(find "$markers" -type f -name 'moto-*' | wc -l)"
+check_ran "PyKMIP (KMIP)" "$(count 'PyKMIP.available\(\)')" "$(find "$markers" -type f -name 'kmip-*' | wc -l)"
 if grep ' fuse.kmsfs ' /proc/self/mountinfo | grep -q 'kmsfs-it-'; then echo "FAIL: a test left a kmsfs mount behind" >&2; status=1; fi
 rm -rf "$markers"
 exit $status

@@ -29,6 +29,8 @@ public enum KeyVaultError: Error, CustomStringConvertible, Equatable, Sendable {
     case keyNotFound(provider: String, key: String, reason: String)
     /// The key exists but its state forbids its use (disabled, pending deletion).
     case keyNotUsable(provider: String, key: String, reason: String)
+    /// A KMIP message that does not parse.
+    case malformedKMIP(reason: String)
 
     public var description: String {
         switch self {
@@ -46,6 +48,7 @@ public enum KeyVaultError: Error, CustomStringConvertible, Equatable, Sendable {
         case .permissionDenied(let p, let op, let r): return "\(p) denied \(op): \(r)"
         case .keyNotFound(let p, let k, let r): return "\(p) has no key '\(k)': \(r)"
         case .keyNotUsable(let p, let k, let r): return "\(p) key \(k) cannot be used: \(r)"
+        case .malformedKMIP(let r): return "malformed KMIP message: \(r)"
         }
     }
 }

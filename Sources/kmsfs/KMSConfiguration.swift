@@ -65,8 +65,13 @@ struct KMSConfiguration: Codable, Equatable {
             let endpoint = address.contains("://") ? address : AWSKMSSettings.endpoint(region: address)
             return AWSKMSKeyManager(settings: AWSKMSSettings(endpoint: endpoint, region: region ?? address, keyID: keyIdentifier,
                                                              credentials: credentials, caFile: caCert, retry: Self.retryPolicy()))
-        default:
-            throw UserFacingError("KMS type \(type.rawValue) is not available in this build", exitCode: ExitCodes.badConfig)
+        case .kmip:
+            guard let clientCert, let clientKey, let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+                throw UserFacingError("the kmip configuration in \(home.kmsConfig) is incomplete; run 'kmsfs security kms set' again", exitCode: ExitCodes.badConfig)
+            }
+            return KMIPKeyManager(settings: KMIPSettings(host: String(address[..<colon]), port: port, keyUID: keyIdentifier,
+                                                         tls: MutualTLS(clientCertificate: clientCert, clientKey: clientKey, caFile: caCert),
+                                                         retry: Self.retryPolicy()))
         }
     }
 

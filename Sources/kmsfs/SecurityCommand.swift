@@ -132,6 +132,9 @@ struct KMSCommand: ParsableCommand {
                         writeStderr("kmsfs: warning: the token is not renewable and expires in \(tokenInfo.ttl) s; use a periodic token from a token role\n")
                     }
                     writeStdout("vault \(config.address): token valid (ttl \(tokenInfo.ttl) s), key \(config.keyIdentifier) version \(keyInfo.latestVersion), round trip ok\n")
+                } else if let kmip = manager as? KMIPKeyManager {
+                    let (version, state) = try kmip.validate()
+                    writeStdout("kmip \(config.address): TLS ok, KMIP \(version), key \(config.keyIdentifier) \(state), round trip ok\n")
                 } else if let aws = manager as? AWSKMSKeyManager {
                     let info = try aws.validate()
                     writeStdout("aws kms \(aws.settings.endpoint) (\(aws.settings.region)): key \(info.arn) \(info.state), round trip ok\n")

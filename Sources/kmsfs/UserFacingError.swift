@@ -26,7 +26,7 @@ struct UserFacingError: Error {
             switch e {
             case .unwrapDenied, .passphraseRequired: return .init(e.description, exitCode: ExitCodes.wrongKey)
             case .keyFileUnavailable, .providerMismatch, .unsupported: return .init(e.description, exitCode: ExitCodes.badConfig)
-            case .malformedEnvelope: return .init(e.description, exitCode: ExitCodes.corruptOrUnsupported)
+            case .malformedEnvelope, .malformedKMIP: return .init(e.description, exitCode: ExitCodes.corruptOrUnsupported)
             case .unreachable: return .init(e.description, exitCode: ExitCodes.kmsUnreachable)
             case .kmsError, .crypto, .credentialsRejected, .permissionDenied: return .init(e.description, exitCode: ExitCodes.wrongKey)
             case .tls, .keyNotFound, .keyNotUsable: return .init(e.description, exitCode: ExitCodes.badConfig)

@@ -11,12 +11,6 @@ import Testing
         return box
     }
 
-    func keyOf(_ box: Sandbox, _ name: String = "demo") throws -> String {
-        let r = try box.kmsfs("fs", "list", "--json")
-        let rows = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: String]] ?? []
-        return rows.first { $0["name"] == name }?["key"] ?? ""
-    }
-
     @Test func lifecycleWithAutomaticAndManualRotation() throws {
         guard Harness.fuseAvailable(), let moto = Moto.available() else { return }
         let box = try sandbox(moto)
@@ -24,7 +18,7 @@ import Testing
         try #require(set.status == 0, "set: \(set.stderr)")
         #expect(set.stdout.contains("round trip ok"))
         try box.create()
-        #expect(try keyOf(box) == moto.keyARN, "the envelope records the key ARN behind the alias")
+        #expect(try box.keyOf() == moto.keyARN, "the envelope records the key ARN behind the alias")
         try box.mount()
         try box.write("a.txt", "survives two rotations\n")
         try box.umount()
@@ -43,7 +37,7 @@ import Testing
         try moto.admin("update-alias", "alias/kmsfs", newARN)
         let manual = try box.kmsfs("security", "kms", "rewrap")
         #expect(manual.status == 0, "rewrap: \(manual.stderr)")
-        #expect(try keyOf(box) == newARN, "after the alias moved, the key is wrapped by the new key")
+        #expect(try box.keyOf() == newARN, "after the alias moved, the key is wrapped by the new key")
         try box.mount()
         #expect(try box.read("a.txt") == "survives two rotations\n")
         try box.umount()
@@ -65,7 +59,7 @@ import Testing
         let explicit = try box.kmsfs("security", "kms", "rewrap", "--new-key-uid", third)
         #expect(explicit.status == 0, "rewrap --new-key-uid: \(explicit.stderr)")
         #expect(explicit.stdout.contains("keep the old key"))
-        #expect(try keyOf(box) == third)
+        #expect(try box.keyOf() == third)
         let show = try box.kmsfs("security", "kms", "--json")
         let object = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any]
         #expect(object?["key"] as? String == third)
@@ -105,6 +99,6 @@ import Testing
         let viaProfile = try box.kmsfs(["security", "kms", "set", "aws", moto.endpoint, "alias/kmsfs", "--profile", "ci"],
                                        env: ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": credentials])
         #expect(viaProfile.status == 0, "set --profile: \(viaProfile.stderr)")
-        #expect(try keyOf(box).hasPrefix("arn:aws:kms:us-east-1:123456789012:key/"), "the local filesystem key moved to AWS KMS")
+        #expect(try box.keyOf().hasPrefix("arn:aws:kms:us-east-1:123456789012:key/"), "the local filesystem key moved to AWS KMS")
     }
 }

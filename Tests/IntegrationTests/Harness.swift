@@ -129,6 +129,13 @@ final class Sandbox {
 
     var store: String { home + "/filesystems/demo" }
 
+    /// The key a filesystem's superblock names, as `fs list --json` shows it.
+    func keyOf(_ name: String = "demo") throws -> String {
+        let r = try kmsfs("fs", "list", "--json")
+        let rows = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: String]] ?? []
+        return rows.first { $0["name"] == name }?["key"] ?? ""
+    }
+
     /// The pid recorded by the mount daemon in the store's lock file.
     func daemonPID(_ name: String = "demo") -> Int32? {
         (try? String(contentsOfFile: home + "/filesystems/\(name)/lock", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
@@ -267,6 +274,33 @@ final class Moto: @unchecked Sendable {
         let r = try Harness.run(env["MOTO_PYTHON"]!, [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/moto_admin.py", endpoint] + args,
                                 env: credentials)
         guard r.status == 0 else { throw HarnessError("moto_admin \(args): \(r.stderr.suffix(300))") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// PyKMIP's server on 127.0.0.1 with mutual TLS (Scripts/pykmip.sh).
+final class PyKMIP: @unchecked Sendable {
+    let dir: String
+    let env: [String: String]
+    var address: String { "\(env["KMIP_HOST"]!):\(env["KMIP_PORT"]!)" }
+    /// `--client-cert C --client-key K --ca-cert CA` for the good client.
+    var tlsArguments: [String] { ["--client-cert", env["KMIP_CLIENT_CERT"]!, "--client-key", env["KMIP_CLIENT_KEY"]!, "--ca-cert", env["KMIP_CA"]!] }
+
+    private init(dir: String, env: [String: String]) {
+        self.dir = dir
+        self.env = env
+    }
+
+    private static let started: Result<PyKMIP, Error> = ScriptServer.start("pykmip.sh").map { PyKMIP(dir: $0.dir, env: $0.env) }
+
+    static func available() -> PyKMIP? { ScriptServer.available(started, marker: "kmip") }
+
+    /// An admin step with PyKMIP's own client (Scripts/kmip_admin.py); returns its stdout.
+    @discardableResult
+    func admin(_ args: String...) throws -> String {
+        let r = try Harness.run(env["KMIP_PYTHON"]!, [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/kmip_admin.py", dir + "/env"] + args,
+                                env: ["PYTHONWARNINGS": "ignore"])
+        guard r.status == 0 else { throw HarnessError("kmip_admin \(args): \(r.stderr.suffix(300))") }
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+
+/// `kmsfs security kms set kmip` against PyKMIP over mutual TLS: the lifecycle
+/// with a new key and `rewrap --new-key-uid`, and the failures a KMIP user meets.
+@Suite(.serialized) struct KMIPKMSTests {
+    @Test func lifecycleWithNewKeyRewrap() throws {
+        guard Harness.fuseAvailable(), let kmip = PyKMIP.available() else { return }
+        let box = try Sandbox()
+        let uid = try kmip.admin("create")
+        let set = try box.kmsfs(["security", "kms", "set", "kmip", kmip.address, uid] + kmip.tlsArguments)
+        try #require(set.status == 0, "set: \(set.stderr)")
+        #expect(set.stdout.contains("TLS ok, KMIP 1."))
+        try box.create()
+        #expect(try box.keyOf() == uid)
+        try box.mount()
+        try box.write("a.txt", "kept across a KMIP key change\n")
+        try box.umount()
+
+        let second = try kmip.admin("create")
+        let missing = try box.kmsfs("security", "kms", "rewrap")
+        #expect(missing.status == 64)
+        #expect(missing.stderr.contains("--new-key-uid is mandatory for kmip"))
+        let rewrap = try box.kmsfs("security", "kms", "rewrap", "--new-key-uid", second)
+        #expect(rewrap.status == 0, "rewrap: \(rewrap.stderr)")
+        #expect(rewrap.stdout.contains("keep the old key in the KMS"))
+        #expect(try box.keyOf() == second)
+        try box.mount()
+        #expect(try box.read("a.txt") == "kept across a KMIP key change\n")
+        try box.umount()
+
+        let show = try box.kmsfs("security", "kms", "--json")
+        let object = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any]
+        #expect(object?["reachable"] as? Bool == true, "\(show.stdout) \(show.stderr)")
+        #expect(object?["key"] as? String == second)
+        #expect(object?["key_state"] as? String == "Active")
+    }
+
+    @Test func failuresAreNamedAndChangeNothing() throws {
+        guard let kmip = PyKMIP.available() else { return }
+        let box = try Sandbox()
+        try box.create()
+        let uid = try kmip.admin("create")
+        func expectRefused(_ args: [String], code: Int32, _ message: String, env: [String: String] = [:],
+                           sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let r = try box.kmsfs(["security", "kms", "set", "kmip"] + args, env: env)
+            #expect(r.status == code, "exit \(r.status): \(r.stderr)", sourceLocation: sourceLocation)
+            #expect(r.stderr.contains(message), "\(r.stderr)", sourceLocation: sourceLocation)
+            #expect(r.stderr.split(separator: "\n").count == 1, sourceLocation: sourceLocation)
+            #expect(!FileManager.default.fileExists(atPath: box.home + "/kms.json"), sourceLocation: sourceLocation)
+        }
+        let e = kmip.env
+        // A CA that did not sign the server's certificate.
+        try expectRefused([kmip.address, uid, "--client-cert", e["KMIP_CLIENT_CERT"]!, "--client-key", e["KMIP_CLIENT_KEY"]!,
+                           "--ca-cert", e["KMIP_OTHER_CA"]!], code: 78, "the server's certificate is not trusted")
+        // A client certificate without the clientAuth extended key usage.
+        try expectRefused([kmip.address, uid, "--client-cert", e["KMIP_NOEKU_CERT"]!, "--client-key", e["KMIP_NOEKU_KEY"]!,
+                           "--ca-cert", e["KMIP_CA"]!], code: 77, "Authentication Not Successful")
+        try expectRefused([kmip.address, "99999"] + kmip.tlsArguments, code: 78, "Item Not Found")
+        let inactive = try kmip.admin("create-inactive")
+        try expectRefused([kmip.address, inactive] + kmip.tlsArguments, code: 78, "its state is Pre-Active, not Active")
+        let revoked = try kmip.admin("create")
+        try kmip.admin("revoke", revoked)
+        try expectRefused([kmip.address, revoked] + kmip.tlsArguments, code: 78, "its state is Deactivated, not Active")
+        try expectRefused(["127.0.0.1:9", uid] + kmip.tlsArguments, code: 69, "unreachable",
+                          env: ["KMSFS_KMS_ATTEMPTS": "2", "KMSFS_KMS_TIMEOUT": "2"])
+        // None of this touched the filesystem's key.
+        #expect(try box.keyOf() == "keyfile")
+    }
+}
