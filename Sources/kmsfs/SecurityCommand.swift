@@ -43,13 +43,17 @@ struct KMSCommand: ParsableCommand {
                     if let cert = config.clientCert { fields.append(("client cert", cert)) }
                 }
                 var reachable = false
-                do {
+                if config.type == .local && !FileManager.default.fileExists(atPath: home.localKey) {
+                    // A fresh home: the key file is made by the first `fs create`.
+                    reachable = true
+                    fields.append(("key file state", "not created yet"))
+                } else { do {
                     let health = try config.keyManager(home: home).health()
                     reachable = health.reachable
                     fields += health.details.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
                 } catch {
                     fields.append(("error", UserFacingError.from(error).message))
-                }
+                } }
                 fields.insert(("reachable", reachable ? "yes" : "no"), at: 1)
                 let users = try KeyRewrap(home: home).filesystems().filter { $0.envelope.provider == config.type }.map(\.name)
                 fields.append(("filesystems", users.joined(separator: ",")))

@@ -15,6 +15,26 @@ struct FuseMountTests {
         #expect(r.stdout.contains(" passed, 0 failed"), "\(r.stdout)")
     }
 
+    /// fsx.py: seeded random POSIX operations on kmsfs and on ext4 side by side,
+    /// compared after every step. CI runs a bounded number; for a long run:
+    /// `Tests/IntegrationTests/Scripts/fsx.py --seeds 1000 --ops 10000 MOUNT REFDIR`.
+    @Test("random operation sequences give the same results, errnos, contents and attributes as ext4 (fsx.py)")
+    func differentialRandomOperations() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        defer { try? box.umount() }
+        let reference = box.root + "/reference"
+        try FileManager.default.createDirectory(atPath: reference, withIntermediateDirectories: true)
+        let seed = Int(ProcessInfo.processInfo.environment["KMSFS_FSX_SEED"] ?? "") ?? Int(time(nil) % 100_000)
+        let r = try Harness.run("/usr/bin/python3", [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/fsx.py",
+                                                     "--seed", String(seed), "--seeds", "6", "--ops", "3000", box.mountpoint, reference])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("6 seeds, ") && r.stdout.contains("no mismatch"), "\(r.stdout)")
+        print("fsx: seeds \(seed)..\(seed + 5): \(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))")
+    }
+
     @Test("write, unmount, remount: byte-identical; a source tree copy diffs clean; no plaintext or names in the store")
     func roundTripAndNoPlaintext() throws {
         guard Harness.fuseAvailable() else { return }
