@@ -128,6 +128,12 @@ public final class MetadataStore: Sendable {
     /// Number of inodes in use.
     public func inodeCount() throws -> UInt64 { try catalog { try $0.inodeCount() } }
 
+    /// Consistency check of the metadata and the ciphertext files of `data` (fsck).
+    public func check(repair: Bool, data: DataStore) throws -> ConsistencyReport {
+        let ids = try data.fileIDs()
+        return try catalog { try $0.check(repair: repair, dataFileIDs: ids) { try data.remove(FileID($0)) } }
+    }
+
     /// Drops a cached inode the kernel has forgotten (after flushing it).
     public func evict(_ ino: InodeNumber) {
         catalogLock.withLock { c in
