@@ -35,6 +35,22 @@ struct FuseMountTests {
         print("fsx: seeds \(seed)..\(seed + 5): \(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))")
     }
 
+    @Test("concurrent writers to one file (disjoint and overlapping) and renames in one directory (concurrency.py)")
+    func concurrentWritersAndRenames() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        defer { try? box.umount() }
+        let script = Harness.packageRoot + "/Tests/IntegrationTests/Scripts/concurrency.py"
+        let reference = box.root + "/reference"
+        try FileManager.default.createDirectory(atPath: reference, withIntermediateDirectories: true)
+        let onExt4 = try Harness.run("/usr/bin/python3", [script, reference])
+        #expect(onExt4.status == 0, "the checks must hold on ext4: \(onExt4.stdout)\(onExt4.stderr)")
+        let r = try Harness.run("/usr/bin/python3", [script, box.mountpoint])
+        #expect(r.status == 0 && r.stdout.hasPrefix("ok"), "\(r.stdout)\(r.stderr)")
+    }
+
     @Test("write, unmount, remount: byte-identical; a source tree copy diffs clean; no plaintext or names in the store")
     func roundTripAndNoPlaintext() throws {
         guard Harness.fuseAvailable() else { return }
