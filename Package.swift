@@ -27,13 +27,14 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl"),
 
         // L1
-        .target(name: "BlockCipher", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
+        .target(name: "Locking", swiftSettings: swiftSettings),
+        .target(name: "BlockCipher", dependencies: ["COpenSSL", "Locking"], swiftSettings: swiftSettings),
         .target(name: "HTTPTransport", dependencies: ["CCurl", "COpenSSL"], swiftSettings: swiftSettings),
         .target(name: "KeyVault", dependencies: ["COpenSSL", "HTTPTransport"], swiftSettings: swiftSettings),
         // L2
-        .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "CLinux"], swiftSettings: swiftSettings),
+        .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "CLinux", "Locking"], swiftSettings: swiftSettings),
         // L3
-        .target(name: "FuseFrontend", dependencies: ["MetaStore", "BlockCipher", "CFuse"], swiftSettings: swiftSettings),
+        .target(name: "FuseFrontend", dependencies: ["MetaStore", "BlockCipher", "CFuse", "Locking"], swiftSettings: swiftSettings),
         .target(name: "SnapExport", dependencies: ["MetaStore", "KeyVault", "BlockCipher"], swiftSettings: swiftSettings),
         // L4
         .executableTarget(

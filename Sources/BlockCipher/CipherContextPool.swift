@@ -1,5 +1,5 @@
 internal import COpenSSL
-import Synchronization
+import Locking
 
 /// One EVP_CIPHER_CTX, keyed once; freed (and thereby cleansed) in deinit.
 final class CipherContext: @unchecked Sendable {
@@ -24,7 +24,7 @@ final class CipherContextPool: Sendable {
     private let cipher: FetchedCipher
     private let key: SecretBytes
     private let encrypt: Bool
-    private let free = Mutex<[CipherContext]>([])
+    private let free = Locked<[CipherContext]>([])
 
     init(cipher: FetchedCipher, key: SecretBytes, encrypt: Bool) {
         self.cipher = cipher

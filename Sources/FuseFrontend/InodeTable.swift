@@ -1,5 +1,5 @@
 import MetaStore
-import Synchronization
+import Locking
 
 /// An inode with open handles: its ciphertext file and its data lock.
 final class OpenInode: Sendable {
@@ -23,7 +23,7 @@ final class InodeTable: Sendable {
         var lookups: [UInt64: UInt64] = [:]
         var open: [UInt64: (inode: OpenInode, handles: Int)] = [:]
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func remember(_ ino: InodeNumber, count: UInt64 = 1) {
         guard ino != .root else { return }

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// The unsynchronised core of the metadata store: SQLite plus an inode cache.
-/// `MetadataStore` owns one behind a Mutex; nothing else touches it.
+/// `MetadataStore` owns one behind a lock; nothing else touches it.
 final class Catalog: @unchecked Sendable {
     // @unchecked: only ever used inside MetadataStore's mutex.
     static let nameMax = 255

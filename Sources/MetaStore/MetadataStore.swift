@@ -1,5 +1,5 @@
 import BlockCipher
-import Synchronization
+import Locking
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,7 +8,7 @@ import Glibc
 /// directory entries with encrypted names, symlinks and xattrs. Thread-safe:
 /// every call runs under one mutex, in one SQLite transaction where it writes.
 public final class MetadataStore: Sendable {
-    private let catalogLock: Mutex<Catalog>
+    private let catalogLock: Locked<Catalog>
     public let path: String
     /// A few MiB kept allocated so that metadata can still be committed (and
     /// space freed with unlink) when the backing store is full.
@@ -41,7 +41,7 @@ public final class MetadataStore: Sendable {
                 throw MetaStoreError.database(operation: "open \(path)", message: "unknown or missing schema version \(version.map { String(describing: $0) } ?? "none")")
             }
         }
-        catalogLock = Mutex(try Catalog(db: db, names: names))
+        catalogLock = Locked(try Catalog(db: db, names: names))
         refillReserve()
     }
 

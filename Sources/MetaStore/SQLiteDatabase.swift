@@ -1,8 +1,8 @@
 internal import CSQLite
-import Synchronization
+import Locking
 
 /// A SQLite connection (sqlite3_open_v2) owning its prepared statements.
-/// Not thread-safe by itself: MetadataStore serialises all use behind its Mutex.
+/// Not thread-safe by itself: MetadataStore serialises all use behind its lock.
 final class SQLiteDatabase {
     private var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
