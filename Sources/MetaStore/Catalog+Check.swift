@@ -35,7 +35,7 @@ extension Catalog {
         }
         struct Node { var mode: UInt32; var nlink: UInt32 }
         var nodes: [Int64: Node] = [:]
-        try db.query("SELECT ino, mode, nlink FROM inodes") { nodes[$0.int(0)] = Node(mode: UInt32($0.int(1)), nlink: UInt32($0.int(2))) }
+        try db.query("SELECT ino, mode, nlink FROM inodes") { nodes[$0.int(0)] = Node(mode: UInt32(truncatingIfNeeded: $0.int(1)), nlink: UInt32(truncatingIfNeeded: $0.int(2))) }
         var entries: [(id: Int64, parent: Int64, name: [UInt8], ino: Int64)] = []
         try db.query("SELECT id, parent, name, ino FROM entries") { entries.append(($0.int(0), $0.int(1), $0.blob(2), $0.int(3))) }
         var symlinkTargets = Set<Int64>()

@@ -136,6 +136,7 @@ public final class DataFile: @unchecked Sendable {
 
     /// fdatasync (or fsync) of the ciphertext file.
     public func sync(dataOnly: Bool) throws {
+        if let injected = FaultInjection.failure(.fsync) { throw MetaStoreError.io(operation: "fsync", path: path, errno: injected) }
         guard (dataOnly ? fdatasync(fd) : fsync(fd)) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
     }
 
@@ -144,6 +145,7 @@ public final class DataFile: @unchecked Sendable {
     /// Reads and decrypts whole units; returns whether any unit held data.
     @discardableResult
     func readUnits(into buffer: UnsafeMutableRawBufferPointer, first: UInt64) throws -> Bool {
+        if let injected = FaultInjection.failure(.read) { throw MetaStoreError.io(operation: "read", path: path, errno: injected) }
         var got = 0
         while got < buffer.count {
             let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(first * UInt64(Self.unit)) + off_t(got))
@@ -178,6 +180,7 @@ public final class DataFile: @unchecked Sendable {
     }
 
     func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        if let injected = FaultInjection.failure(.write) { throw MetaStoreError.io(operation: "write", path: path, errno: injected) }
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))

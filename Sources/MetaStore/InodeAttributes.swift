@@ -30,7 +30,7 @@ public struct Timestamp: Sendable, Equatable, Comparable {
     /// Nanoseconds since the epoch, the stored form.
     init(packed: Int64) {
         seconds = packed >= 0 ? packed / 1_000_000_000 : (packed + 1) / 1_000_000_000 - 1
-        nanoseconds = packed - seconds * 1_000_000_000
+        nanoseconds = packed &- seconds &* 1_000_000_000  // wrapping: a hostile record must not trap
     }
 
     var packed: Int64 { seconds &* 1_000_000_000 &+ nanoseconds }
