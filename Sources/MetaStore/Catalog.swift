@@ -14,11 +14,18 @@ final class Catalog: @unchecked Sendable {
     /// Inodes whose timestamps changed in memory only (writes that did not grow the file).
     var dirty: Set<UInt64> = []
     var nextIno: UInt64
+    /// The stored `next_ino`: a committed high-water mark above every number
+    /// ever handed out. Numbers are reserved in batches so most creates do not
+    /// rewrite it; after a crash the unused rest of a batch is skipped, never reused
+    /// (an inode number is also the file id in the XTS tweak).
+    var reservedIno: UInt64
+    static let inodeBatch: UInt64 = 256
 
     init(db: SQLiteDatabase, names: NameCipher) throws {
         self.db = db
         self.names = names
         nextIno = UInt64(try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 2)
+        reservedIno = nextIno
     }
 
     /// A write transaction; on rollback the cache is dropped, since it may
@@ -118,7 +125,7 @@ final class Catalog: @unchecked Sendable {
     // MARK: creation
 
     func makeNode(parent: InodeNumber, name: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt64, symlinkTarget: [UInt8]?) throws -> InodeAttributes {
-        try transaction {
+        let created: (InodeAttributes, UInt64?) = try transaction {
             var dir = try directory(parent)
             let sealed = try sealName(name, parent: parent)
             guard try entry(parent, sealed) == nil else { throw MetaStoreError.posix(EEXIST) }
@@ -134,7 +141,11 @@ final class Catalog: @unchecked Sendable {
             let node = InodeAttributes(ino: ino, mode: mode, nlink: isDir ? 2 : 1, uid: uid, gid: gid, rdev: rdev,
                                        size: UInt64(symlinkTarget?.count ?? 0), atime: now, mtime: now, ctime: now, parent: parent)
             try store(node)
-            try db.query("UPDATE meta SET value = ? WHERE key = 'next_ino'", [.int(Int64(nextIno + 1))])
+            var newReserve: UInt64?
+            if nextIno >= reservedIno {
+                newReserve = nextIno + Self.inodeBatch
+                try db.query("UPDATE meta SET value = ? WHERE key = 'next_ino'", [.int(Int64(newReserve!))])
+            }
             try db.query("INSERT INTO entries(parent, name, ino) VALUES(?,?,?)", [.int(Int64(parent.rawValue)), .blob(sealed), .int(Int64(ino.rawValue))])
             if let target = symlinkTarget {
                 guard !target.isEmpty, target.count <= 4095 else { throw MetaStoreError.posix(target.isEmpty ? ENOENT : ENAMETOOLONG) }
@@ -142,8 +153,11 @@ final class Catalog: @unchecked Sendable {
             }
             try touchDirectory(&dir, nlinkDelta: isDir ? 1 : 0, now: now)
             nextIno += 1
-            return node
+            return (node, newReserve)
         }
+        // Only a committed reservation counts (a rolled-back one is tried again).
+        if let newReserve = created.1 { reservedIno = newReserve }
+        return created.0
     }
 
     func link(_ ino: InodeNumber, newParent: InodeNumber, newName: [UInt8]) throws -> InodeAttributes {

@@ -54,6 +54,21 @@ struct MetadataStoreTests {
         #expect(try m.makeNode(parent: .root, name: Array("last".utf8), mode: reg, uid: 0, gid: 0).ino.rawValue > seen.max()!)
     }
 
+    @Test("inode numbers are reserved in batches: reopening (as after a crash) never hands out a used one")
+    func noReuseAcrossReopen() throws {
+        let path = tempPath("reopen.db")
+        let keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret())
+        var highest: UInt64 = 0
+        for round in 0..<4 {
+            let m = try MetadataStore(path: path, names: keys.names, create: round == 0)
+            for i in 0..<(round == 1 ? 300 : 7) {  // round 1 crosses a batch boundary
+                let a = try m.makeNode(parent: .root, name: Array("r\(round)-\(i)".utf8), mode: reg, uid: 0, gid: 0)
+                #expect(a.ino.rawValue > highest, "round \(round): \(a.ino) reused or out of order")
+                highest = a.ino.rawValue
+            }
+        }
+    }
+
     @Test("rename: replace, NOREPLACE, EXCHANGE, loops, directory link counts")
     func rename() throws {
         let (m, _) = try newStore()
