@@ -51,7 +51,7 @@ enum Base64 {
         }
         guard padding <= 2 else { return nil }
         out.removeLast(padding)
-        quad.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0) }
+        quad.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
         return out
     }
 }

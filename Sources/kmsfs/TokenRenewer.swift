@@ -44,6 +44,6 @@ enum TokenRenewer {
         gmtime_r(&now, &parts)
         var buffer = [CChar](repeating: 0, count: 32)
         strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
-        writeStderr("\(String(cString: buffer)) kmsfs: \(message)\n")
+        writeStderr("\(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) kmsfs: \(message)\n")
     }
 }

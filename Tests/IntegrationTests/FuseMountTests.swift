@@ -141,7 +141,7 @@ struct FuseMountTests {
         let box = try Sandbox()
         try box.create()
         let journal = box.root + "/journal"
-        FileManager.default.createFile(atPath: journal, contents: nil)
+        _ = FileManager.default.createFile(atPath: journal, contents: nil)
         let workload = """
             import os, random, sys
             root, journal, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])

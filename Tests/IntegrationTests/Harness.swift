@@ -30,7 +30,7 @@ enum Harness {
         guard let reason else {
             // Leave a marker so scripts/test.sh can prove the FUSE tests ran.
             if let dir = ProcessInfo.processInfo.environment["KMSFS_TEST_MARKERS"], let name = Test.current?.name {
-                FileManager.default.createFile(atPath: dir + "/" + name.filter { $0.isLetter || $0.isNumber }, contents: Data())
+                _ = FileManager.default.createFile(atPath: dir + "/" + name.filter { $0.isLetter || $0.isNumber }, contents: Data())
             }
             return true
         }
@@ -55,8 +55,8 @@ enum Harness {
         p.environment = environment
         // Files, not pipes: a daemon that inherits them cannot block us.
         let base = NSTemporaryDirectory() + "kmsfs-run-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: base + ".out", contents: nil)
-        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
         defer {
             try? FileManager.default.removeItem(atPath: base + ".out")
             try? FileManager.default.removeItem(atPath: base + ".err")
@@ -237,7 +237,7 @@ enum ScriptServer {
         switch started {
         case .success(let server):
             if let dir = ProcessInfo.processInfo.environment["KMSFS_TEST_MARKERS"], let name = Test.current?.name {
-                FileManager.default.createFile(atPath: dir + "/\(marker)-" + name.filter { $0.isLetter || $0.isNumber }, contents: Data())
+                _ = FileManager.default.createFile(atPath: dir + "/\(marker)-" + name.filter { $0.isLetter || $0.isNumber }, contents: Data())
             }
             return server
         case .failure(let error):
