@@ -48,8 +48,9 @@ let package = Package(
 
         .testTarget(name: "BlockCipherTests", dependencies: ["BlockCipher"],
                     resources: [.copy("Vectors")], swiftSettings: swiftSettings),
-        .testTarget(name: "KeyVaultTests", dependencies: ["KeyVault", "HTTPTransport"], swiftSettings: swiftSettings),
-        .testTarget(name: "MetaStoreTests", dependencies: ["MetaStore", "BlockCipher"], swiftSettings: swiftSettings),
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "KeyVaultTests", dependencies: ["KeyVault", "HTTPTransport", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "MetaStoreTests", dependencies: ["MetaStore", "BlockCipher", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["kmsfs"], exclude: ["Scripts"], swiftSettings: swiftSettings),
     ]
 )

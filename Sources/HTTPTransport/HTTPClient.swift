@@ -57,6 +57,11 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
     public var kind: Kind
     public var message: String
 
+    public init(kind: Kind, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
     public var description: String { message }
     /// Worth retrying: the server may come back (TLS and DNS failures will not fix themselves).
     public var isTransient: Bool { kind == .connect || kind == .timeout || kind == .other }

@@ -52,7 +52,7 @@ public struct AWSKMSKeyManager: KeyManager {
     public var reference: KMSReference { KMSReference(type: .aws, address: settings.endpoint, keyIdentifier: settings.keyID) }
 
     private func contextJSON(_ context: WrapContext) -> String {
-        #"{"kmsfs:filesystem":"\#(context.filesystemUUID.map { String(format: "%02x", $0) }.joined())"}"#
+        #"{"kmsfs:filesystem":"\#(SigV4.hex(context.filesystemUUID))"}"#
     }
 
     public func wrap(_ secret: KeyMaterial, context: WrapContext) throws -> WrappedKey {
@@ -143,24 +143,17 @@ public struct AWSKMSKeyManager: KeyManager {
             throw KeyVaultError.kmsError(provider: "aws", reason: "bad endpoint \(settings.endpoint)")
         }
         let hostHeader = url.port.map { "\(host):\($0)" } ?? host
-        let response: HTTPResponse = try settings.retry.run(provider: "aws kms", address: settings.endpoint) {
+        let response = try settings.retry.send(http, provider: "aws kms", address: settings.endpoint,
+                                               caHint: "give the endpoint's CA with --ca-cert", request: {
             let request = SigV4Request(method: "POST", scheme: scheme, host: hostHeader, path: "/",
                                        headers: [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", "TrentService.\(action)")],
                                        payloadHash: SigV4.hex(SigV4.sha256(body)))
             let headers = SigV4.sign(request, credentials: settings.credentials, region: settings.region, service: "kms",
                                      amzDate: SigV4.amzDate(Int(time(nil))))
-            let response: HTTPResponse
-            do {
-                response = try http.send(HTTPRequest(method: "POST", url: SigV4.url(for: request), headers: headers, body: body))
-            } catch let e as TransportError {
-                if e.isTransient { return .failure(RetryableFailure(reason: e.message)) }
-                throw e.keyVaultError(provider: "aws kms", address: settings.endpoint, caHint: "give the endpoint's CA with --ca-cert")
-            }
+            return HTTPRequest(method: "POST", url: SigV4.url(for: request), headers: headers, body: body)
+        }) { response in
             let (type, _) = Self.error(in: response)
-            if response.status >= 500 || type == "ThrottlingException" || response.status == 429 {
-                return .failure(RetryableFailure(reason: "HTTP \(response.status) \(type)"))
-            }
-            return .success(response)
+            return response.status >= 500 || response.status == 429 || type == "ThrottlingException" ? "HTTP \(response.status) \(type)" : nil
         }
         guard response.status >= 300 else { return response }
         let (type, message) = Self.error(in: response)

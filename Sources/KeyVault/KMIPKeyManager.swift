@@ -1,4 +1,5 @@
 internal import COpenSSL
+import HTTPTransport
 
 /// KMIP tags, enumerations and operations kmsfs uses (KMIP 1.2 specification, section 9.1.3).
 enum KMIPTag {
@@ -157,7 +158,7 @@ public struct KMIPKeyManager: KeyManager {
         let connection: TLSConnection = try settings.retry.run(provider: "kmip", address: settings.address) {
             do {
                 return .success(try TLSConnection(host: settings.host, port: settings.port, tls: settings.tls, timeout: settings.retry.requestTimeout))
-            } catch let e as TransportFailure {
+            } catch let e as TransportError where e.isTransient {
                 return .failure(RetryableFailure(reason: e.message))
             }
         }

@@ -46,6 +46,24 @@ struct RetryableFailure: Error {
     var reason: String
 }
 
+extension RetryPolicy {
+    /// Sends a KMS API request, retrying transient network failures and the
+    /// answers `retryable` names (it returns the reason, or nil). `request` is
+    /// called for every attempt, so a signed request is signed afresh.
+    func send(_ http: HTTPClient, provider: String, address: String, caHint: String,
+              request: () -> HTTPRequest, retryable: (HTTPResponse) -> String?) throws -> HTTPResponse {
+        try run(provider: provider, address: address) {
+            let response: HTTPResponse
+            do { response = try http.send(request()) } catch let e as TransportError {
+                if e.isTransient { return .failure(RetryableFailure(reason: e.message)) }
+                throw e.keyVaultError(provider: provider, address: address, caHint: caHint)
+            }
+            if let reason = retryable(response) { return .failure(RetryableFailure(reason: reason)) }
+            return .success(response)
+        }
+    }
+}
+
 extension TransportError {
     /// The KeyVault error for a transport failure that will not fix itself by retrying.
     func keyVaultError(provider: String, address: String, caHint: String) -> KeyVaultError {

@@ -37,3 +37,8 @@ public final class KeyMaterial: @unchecked Sendable {
         try body(UnsafeRawBufferPointer(start: pointer, count: count))
     }
 }
+
+/// Overwrites a transient byte array that held a secret (OPENSSL_cleanse).
+func wipe(_ bytes: inout [UInt8]) {
+    bytes.withUnsafeMutableBytes { if let b = $0.baseAddress { OPENSSL_cleanse(b, $0.count) } }
+}

@@ -93,7 +93,7 @@ public struct LocalKeyManager: KeyManager {
     /// Creates a new random key file with mode 0600; refuses to overwrite one.
     public static func createKeyFile(_ path: String) throws {
         var key = try AESGCM.randomBytes(keyFileByteCount)
-        defer { wipeBytes(&key) }
+        defer { wipe(&key) }
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw KeyVaultError.keyFileUnavailable(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
@@ -117,15 +117,10 @@ public struct LocalKeyManager: KeyManager {
         var key = [UInt8](repeating: 0, count: keyFileByteCount + 1)
         let count = key.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard count == keyFileByteCount else {
-            wipeBytes(&key)
+            wipe(&key)
             throw KeyVaultError.keyFileUnavailable(path: path, reason: "expected \(keyFileByteCount) bytes")
         }
         key.removeLast()
         return KeyMaterial(consuming: &key)
     }
-}
-
-/// Wipes a transient byte array (OPENSSL_cleanse through KeyMaterial's path).
-func wipeBytes(_ bytes: inout [UInt8]) {
-    _ = KeyMaterial(consuming: &bytes)
 }

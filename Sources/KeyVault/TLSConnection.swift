@@ -1,4 +1,5 @@
 internal import COpenSSL
+import HTTPTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -136,7 +137,7 @@ final class TLSConnection {
             lastError = errno
             close(fd)
         }
-        throw TransportFailure(message: String(cString: strerror(lastError)), transient: true)
+        throw TransportError(kind: lastError == ETIMEDOUT || lastError == EINPROGRESS ? .timeout : .connect, message: String(cString: strerror(lastError)))
     }
 
     /// The queued OpenSSL errors as one line (and clears the queue).
@@ -149,10 +150,4 @@ final class TLSConnection {
         }
         return parts.joined(separator: "; ")
     }
-}
-
-/// A connection-level failure the retry policy may retry (refused, timed out).
-struct TransportFailure: Error {
-    var message: String
-    var transient: Bool
 }

@@ -74,16 +74,8 @@ final class VaultClient: @unchecked Sendable {
         settings.token.withUnsafeBytes { headers.append(("X-Vault-Token", String(decoding: $0, as: UTF8.self))) }
         if let ns = settings.namespace, !ns.isEmpty { headers.append(("X-Vault-Namespace", ns)) }
         let request = HTTPRequest(method: method, url: settings.address + "/v1/" + path, headers: headers, body: body)
-        let response: HTTPResponse = try settings.retry.run(provider: "vault", address: settings.address) {
-            let response: HTTPResponse
-            do { response = try http.send(request) } catch let e as TransportError {
-                if e.isTransient { return .failure(RetryableFailure(reason: e.message)) }
-                throw e.keyVaultError(provider: "vault", address: settings.address, caHint: caHint)
-            }
-            if response.status == 429 || response.status >= 500 {
-                return .failure(RetryableFailure(reason: "HTTP \(response.status): \(Self.errors(in: response))"))
-            }
-            return .success(response)
+        let response = try settings.retry.send(http, provider: "vault", address: settings.address, caHint: caHint, request: { request }) {
+            $0.status == 429 || $0.status >= 500 ? "HTTP \($0.status): \(Self.errors(in: $0))" : nil
         }
         switch response.status {
         case 200...299:

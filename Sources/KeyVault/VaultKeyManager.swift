@@ -121,7 +121,3 @@ public struct VaultKeyManager: KeyManager {
                           ciphertext: Array(ciphertext.utf8), parameters: ["binding": Array("uuid-prefix".utf8)])
     }
 }
-
-func wipe(_ bytes: inout [UInt8]) {
-    bytes.withUnsafeMutableBytes { if let b = $0.baseAddress { OPENSSL_cleanse(b, $0.count) } }
-}

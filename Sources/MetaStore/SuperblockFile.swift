@@ -51,6 +51,14 @@ public enum SuperblockFile {
         return next
     }
 
+    /// Writes `superblock` into both slots (two generations), so the older slot
+    /// keeps nothing of what it replaces: used when the wrapped key changes, where
+    /// a stale copy would keep the key recoverable the old way.
+    @discardableResult
+    public static func replace(_ superblock: Superblock, at path: String) throws -> Superblock {
+        try write(write(superblock, to: path), to: path)
+    }
+
     /// Creates a new superblock file atomically (temp file, fsync, rename), both slots filled.
     public static func create(_ superblock: Superblock, at path: String) throws {
         let temp = path + ".new"

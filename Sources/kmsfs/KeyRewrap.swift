@@ -64,28 +64,18 @@ struct KeyRewrap {
         var written: [Change] = []
         do {
             for change in changes {
-                try Self.writeBothSlots(change.new, change.store.superblock)
+                try SuperblockFile.replace(change.new, at: change.store.superblock)
                 written.append(change)
             }
         } catch {
             for change in written.reversed() {
-                if (try? Self.writeBothSlots(change.old, change.store.superblock)) == nil {
+                if (try? SuperblockFile.replace(change.old, at: change.store.superblock)) == nil {
                     writeStderr("kmsfs: error: could not restore \(change.store.superblock); its key is wrapped by \(change.new.kms.type) \(change.new.kms.keyIdentifier)\n")
                 }
             }
             if configuration != nil { try? previous.save(home) }
             throw error
         }
-    }
-}
-
-extension KeyRewrap {
-    /// Writes the superblock twice, so the older slot no longer holds the key
-    /// wrapped the old way: a key moved off the local key file, or away from a
-    /// compromised KMS key, must not stay recoverable from the stale slot.
-    static func writeBothSlots(_ superblock: Superblock, _ path: String) throws {
-        let first = try SuperblockFile.write(superblock, to: path)
-        try SuperblockFile.write(first, to: path)
     }
 }
 

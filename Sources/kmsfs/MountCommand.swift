@@ -92,7 +92,7 @@ struct MountCommand: ParsableCommand {
             throw UserFacingError("filesystem \(name) is in use by another kmsfs process", exitCode: ExitCodes.mountFailed)
         }
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
-        let (superblock, keys) = try Unlock.open(store, home: home, passphrase: passphrase)
+        let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase)
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, reservePath: store.root + "/reserve", exclusive: true)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data),
@@ -109,9 +109,7 @@ struct MountCommand: ParsableCommand {
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
         if notify { Daemon.report(.ready) }
         if !readOnly { fileSystem.startTimestampFlusher() }
-        if superblock.kms.type == KMSType.vault.rawValue, let vault = try? KMSConfiguration.load(home).keyManager(home: home) as? VaultKeyManager {
-            TokenRenewer.start(vault)
-        }
+        if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault) }
         let status = session.run(maxThreads: options.maxThreads)
         withExtendedLifetime(lock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }

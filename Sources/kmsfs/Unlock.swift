@@ -24,14 +24,15 @@ enum Unlock {
         }
     }
 
-    /// Reads and checks the superblock, unwraps the master secret and derives the keys.
-    static func open(_ store: StorePaths, home: Home, passphrase: KeyMaterial?) throws -> (Superblock, FilesystemKeys) {
+    /// Reads and checks the superblock, unwraps the master secret and derives the keys;
+    /// also returns the KeyManager that did it (the mount daemon keeps a Vault one to renew its token).
+    static func open(_ store: StorePaths, home: Home, passphrase: KeyMaterial?) throws -> (Superblock, FilesystemKeys, any KeyManager) {
         let superblock = try SuperblockFile.read(store.superblock)
         let envelope = try WrappedKey(decoding: superblock.wrappedKey)
         let manager = try keyManager(for: envelope, home: home, passphrase: passphrase)
         let material = try manager.unwrap(envelope, context: WrapContext(filesystemUUID: superblock.uuid))
         let keys = try keys(from: material, superblock: superblock)
-        return (superblock, keys)
+        return (superblock, keys, manager)
     }
 
     /// Derives the subkeys from an unwrapped master and checks the key-check value.

@@ -1,4 +1,5 @@
 @testable import KeyVault
+import TestSupport
 import Testing
 
 /// TTLV against the byte examples of the KMIP 1.2 specification (section 9.1.2)
@@ -60,14 +61,3 @@ import Testing
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

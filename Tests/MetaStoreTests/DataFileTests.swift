@@ -1,6 +1,7 @@
 import BlockCipher
 import Foundation
 @testable import MetaStore
+import TestSupport
 import Testing
 
 @Suite("Ciphertext data files against an in-memory model")
@@ -63,18 +64,6 @@ struct DataFileTests {
     }
 }
 
-/// A small deterministic generator so failures reproduce from the seed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Naive subsequence search (Foundation's Data.range(of:) is avoided in tests).
 func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
