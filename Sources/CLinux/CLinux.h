@@ -10,4 +10,11 @@ extern int fallocate(int fd, int mode, off_t offset, off_t len);
 #define CLINUX_FALLOC_FL_KEEP_SIZE 0x01
 #define CLINUX_FALLOC_FL_PUNCH_HOLE 0x02
 #define CLINUX_FALLOC_FL_ZERO_RANGE 0x10
+
+// syncfs(2): a snapshot first pushes the kernel's dirty pages of a mount to the daemon.
+extern int syncfs(int fd);
+
+// lseek(2) whences for walking the data extents of sparse snapshot delta files.
+#define CLINUX_SEEK_DATA 3
+#define CLINUX_SEEK_HOLE 4
 #endif

@@ -1,5 +1,8 @@
 internal import CSQLite
 import Locking
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A SQLite connection (sqlite3_open_v2) owning its prepared statements.
 /// Not thread-safe by itself: MetadataStore serialises all use behind its lock.
@@ -8,9 +11,9 @@ final class SQLiteDatabase {
     private var statements: [String: OpaquePointer] = [:]
     let path: String
 
-    init(path: String, create: Bool) throws {
+    init(path: String, create: Bool, readOnly: Bool = false) throws {
         self.path = path
-        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)) | SQLITE_OPEN_NOMUTEX
         guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             sqlite3_close(handle)
@@ -62,6 +65,19 @@ final class SQLiteDatabase {
         var value: Int64?
         try query(sql, bindings) { if value == nil { value = $0.int(0) } }
         return value
+    }
+
+    /// Writes a consistent copy of the database to `target` (VACUUM INTO) as a
+    /// self-contained file (rollback journal, no -wal), fsync'ed.
+    func copy(to target: String) throws {
+        unlink(target)
+        try query("VACUUM INTO ?", [.text(target)])
+        let copy = try SQLiteDatabase(path: target, create: false)
+        try copy.execute("PRAGMA journal_mode=DELETE")
+        let fd = open(target, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: target, errno: errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw MetaStoreError.io(operation: "fsync", path: target, errno: errno) }
     }
 
     /// Rows changed by the last statement.

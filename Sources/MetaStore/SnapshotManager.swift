@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Creating and deleting snapshots of one store. The caller makes sure no
+/// data write runs meanwhile: the mount daemon pauses its writers, the CLI
+/// holds the store lock of an unmounted filesystem.
+public struct SnapshotManager: Sendable {
+    public let store: StorePaths
+    public let paths: SnapshotPaths
+
+    public init(store: StorePaths) {
+        self.store = store
+        paths = SnapshotPaths(storeRoot: store.root)
+    }
+
+    public func list() throws -> [SnapshotInfo] { try SnapshotCatalog.load(paths).snapshots }
+
+    /// Takes a snapshot: a copy of the metadata (O(metadata)) and an empty
+    /// delta directory; file data is shared until it changes.
+    /// - Parameter image: writes the metadata copy to the given path and
+    ///   returns the next inode number (the open store's, or the file's).
+    public func create(name: String, now: UInt64, image: (String) throws -> UInt64) throws -> SnapshotInfo {
+        var catalog = try SnapshotCatalog.load(paths)
+        guard catalog.named(name) == nil else { throw SnapshotError.exists(name) }
+        var info = SnapshotInfo(id: catalog.nextID, name: name, created: now, fileIDLimit: 0)
+        try makeDirectory(paths.root)
+        try removeTree(paths.directory(info))  // a leftover of a create that crashed before the catalog named it
+        try makeDirectory(paths.directory(info))
+        try makeDirectory(paths.deltaDirectory(info))
+        info.fileIDLimit = try image(paths.metadata(info))
+        try syncDirectory(containing: paths.deltaDirectory(info))
+        try syncDirectory(containing: paths.directory(info))
+        catalog.nextID += 1
+        catalog.snapshots.append(info)
+        try catalog.save(paths)
+        return info
+    }
+
+    /// Deletes a snapshot. What the next older snapshot still needs from its
+    /// delta (the units that changed after it) is merged into that one first.
+    /// `isMounted` tells whether a snapshot view is mounted (it holds the lock).
+    public func delete(name: String) throws {
+        var catalog = try SnapshotCatalog.load(paths)
+        guard let index = catalog.snapshots.firstIndex(where: { $0.name == name }) else { throw SnapshotError.notFound(name) }
+        let target = catalog.snapshots[index]
+        let older = index > 0 ? catalog.snapshots[index - 1] : nil
+        for s in [target] + (older.map { [$0] } ?? []) where SnapshotLock.isHeld(paths.lock(s)) {
+            throw SnapshotError.mounted(s.name)
+        }
+        if !target.deleting {
+            catalog.snapshots[index].deleting = true
+            try catalog.save(paths)
+        }
+        if let older { try merge(target, into: older) }
+        try removeTree(paths.directory(target))
+        catalog.snapshots.remove(at: index)
+        try catalog.save(paths)
+    }
+
+    /// Makes `older`'s view independent of `target`'s delta. Idempotent, so a
+    /// delete that crashed is finished by running it again.
+    func merge(_ target: SnapshotInfo, into older: SnapshotInfo) throws {
+        let ids = try deltaFileIDs(target)
+        for id in ids.sorted() {
+            let (sourceDelta, sourceWhole) = (paths.delta(target, id), paths.whole(target, id))
+            let (destinationDelta, destinationWhole) = (paths.delta(older, id), paths.whole(older, id))
+            // The older snapshot already holds the whole file: it needs nothing newer.
+            if access(destinationWhole, F_OK) == 0 { continue }
+            guard let destination = try DeltaWriter.openExisting(path: destinationDelta, fileID: id) else {
+                // Unchanged between the two snapshots: the newer one's record is exact for the older one.
+                try moveIfPresent(sourceDelta, destinationDelta)
+                try moveIfPresent(sourceWhole, destinationWhole)
+                continue
+            }
+            if let source = try DeltaWriter.openExisting(path: sourceDelta, fileID: id) {
+                let unit = DeltaFormat.unit
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: unit, alignment: unit)
+                defer { buffer.deallocate() }
+                for u in try source.storedUnits() where u < destination.baseUnits && !destination.isPreserved(u) {
+                    try readFully(source.fd, into: buffer, at: DeltaFormat.offset(of: u), path: sourceDelta)
+                    if DeltaFormat.isMarker(UnsafeRawBufferPointer(buffer)) { buffer.initializeMemory(as: UInt8.self, repeating: 0) }
+                    try destination.put(first: u, ciphertext: buffer)
+                }
+                // Units past the newer base were holes at the newer snapshot, hence at the older one too when unchanged.
+                if source.baseUnits < destination.baseUnits {
+                    buffer.initializeMemory(as: UInt8.self, repeating: 0)
+                    for u in source.baseUnits..<destination.baseUnits where !destination.isPreserved(u) {
+                        try destination.put(first: u, ciphertext: buffer)
+                        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+                    }
+                }
+                try destination.sync()
+            }
+            try moveIfPresent(sourceWhole, destinationWhole)
+        }
+        try syncDirectory(containing: paths.delta(older, 0))
+    }
+
+    private func deltaFileIDs(_ s: SnapshotInfo) throws -> Set<UInt64> {
+        let directory = paths.deltaDirectory(s)
+        guard let dir = opendir(directory) else {
+            if errno == ENOENT { return [] }
+            throw MetaStoreError.io(operation: "opendir", path: directory, errno: errno)
+        }
+        defer { closedir(dir) }
+        var ids = Set<UInt64>()
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let id = UInt64(name.prefix(16), radix: 16), name.count == 16 || name.hasSuffix(".whole") { ids.insert(id) }
+        }
+        return ids
+    }
+
+    private func moveIfPresent(_ from: String, _ to: String) throws {
+        guard rename(from, to) == 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "rename", path: from, errno: errno) }
+    }
+}
+
+/// Errors of snapshot management, each with the name it concerns.
+public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
+    case exists(String)
+    case notFound(String)
+    case mounted(String)
+    case deleting(String)
+
+    public var description: String {
+        switch self {
+        case .exists(let n): return "a snapshot named '\(n)' already exists"
+        case .notFound(let n): return "no snapshot named '\(n)'"
+        case .mounted(let n): return "snapshot '\(n)' is mounted; unmount it first"
+        case .deleting(let n): return "snapshot '\(n)' is being deleted; run 'kmsfs snapshot delete' again to finish"
+        }
+    }
+}
+
+/// A flock on a snapshot's lock file: shared while a view is mounted, so a
+/// delete (which checks it) cannot change the deltas under a reader.
+public final class SnapshotLock: Sendable {
+    private let fd: Int32
+
+    public init(path: String) throws {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
+        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else {
+            let e = errno
+            close(fd)
+            throw MetaStoreError.io(operation: "flock", path: path, errno: e)
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Whether some process holds it.
+    public static func isHeld(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return true
+    }
+}

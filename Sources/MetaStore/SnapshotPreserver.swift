@@ -1,0 +1,170 @@
+import BlockCipher
+import Locking
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The live filesystem's side of snapshots: before a data unit that belongs
+/// to the newest snapshot changes, its ciphertext is copied into that
+/// snapshot's delta (copy-before-write at 4 KiB granularity), and a deleted
+/// or truncated-to-zero file's ciphertext file is moved there whole (O(1)).
+/// Older snapshots see the change through the chain (`SnapshotOverlay`).
+public final class SnapshotPreserver: Sendable {
+    public let paths: SnapshotPaths
+    let dataDirectory: String
+    /// The newest snapshot and an epoch that changes whenever it does, so
+    /// open files drop their cached delta.
+    private let state = Locked<(latest: SnapshotInfo?, epoch: UInt64)>((nil, 1))
+
+    public init(storeRoot: String) throws {
+        paths = SnapshotPaths(storeRoot: storeRoot)
+        dataDirectory = StorePaths(root: storeRoot).data
+        try reload()
+    }
+
+    /// Re-reads the catalog (after a snapshot was created or deleted).
+    public func reload() throws {
+        let latest = try SnapshotCatalog.load(paths).snapshots.last
+        state.withLock { $0 = (latest, $0.epoch + 1) }
+    }
+
+    var current: (latest: SnapshotInfo?, epoch: UInt64) { state.withLock { $0 } }
+
+    /// Whether a change to file `id` must preserve its old contents first.
+    func protects(_ id: UInt64) -> SnapshotInfo? {
+        guard let latest = current.latest, id < latest.fileIDLimit else { return nil }
+        return latest
+    }
+
+    /// The delta writer for file `id` in the newest snapshot; nil when nothing
+    /// needs preserving (a newer file, or its whole old file is already kept).
+    func deltaWriter(for id: UInt64, liveFD: Int32) throws -> DeltaWriter? {
+        guard let latest = protects(id) else { return nil }
+        if access(paths.whole(latest, id), F_OK) == 0 { return nil }
+        let path = paths.delta(latest, id)
+        if let existing = try DeltaWriter.openExisting(path: path, fileID: id) { return existing }
+        let units = (fileSize(liveFD) + UInt64(DataStore.blockSize) - 1) / UInt64(DataStore.blockSize)
+        return try DeltaWriter.create(path: path, fileID: id, baseUnits: units)
+    }
+
+    /// Takes the live ciphertext file of `id` out of the way: moved into the
+    /// newest snapshot when that snapshot still needs it, else deleted.
+    /// Returns true when it was moved (the caller then starts a new empty file).
+    @discardableResult
+    func retire(_ id: UInt64, livePath: String) throws -> Bool {
+        if let latest = protects(id) {
+            let whole = paths.whole(latest, id)
+            if access(whole, F_OK) != 0 {
+                guard rename(livePath, whole) == 0 else {
+                    if errno == ENOENT { return false }  // never written: nothing to keep
+                    throw MetaStoreError.io(operation: "rename", path: livePath, errno: errno)
+                }
+                try syncDirectory(containing: whole)
+                try syncDirectory(containing: livePath)
+                return true
+            }
+        }
+        guard unlink(livePath) == 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "unlink", path: livePath, errno: errno) }
+        return false
+    }
+}
+
+/// The read side: a snapshot's view of a file's ciphertext. Unit `u` of
+/// snapshot S is the first of, for S and every newer snapshot in id order:
+/// the unit held in that snapshot's delta; zeros when `u` is at or past that
+/// delta's base; the unit of that snapshot's whole copy. Failing all, the
+/// live file (unchanged since S).
+///
+/// Safe against a live filesystem writing at the same time: the caller reads
+/// the live units first, and the writer makes the delta durable before it
+/// changes a live unit, so a live unit that changed after the read started
+/// is found in a delta here.
+public final class SnapshotOverlay: Sendable {
+    public let paths: SnapshotPaths
+    public let snapshot: SnapshotInfo
+    let dataDirectory: String
+    private let chain: Locked<(stamp: [Int], snapshots: [SnapshotInfo])>
+
+    public init(storeRoot: String, snapshot: SnapshotInfo) {
+        paths = SnapshotPaths(storeRoot: storeRoot)
+        self.snapshot = snapshot
+        dataDirectory = StorePaths(root: storeRoot).data
+        chain = Locked(([], []))
+    }
+
+    /// The snapshots whose deltas matter, oldest first; re-read when the catalog file changes.
+    func currentChain() throws -> [SnapshotInfo] {
+        var st = stat()
+        let stamp = stat(paths.catalog, &st) == 0 ? [Int(st.st_ino), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, Int(st.st_size)] : []
+        if let cached = chain.withLock({ $0.stamp == stamp && !stamp.isEmpty ? $0.snapshots : nil }) { return cached }
+        let snapshots = try SnapshotCatalog.load(paths).snapshots.filter { $0.id >= snapshot.id }
+        chain.withLock { $0 = (stamp, snapshots) }
+        return snapshots
+    }
+
+    /// Reads the snapshot's ciphertext of units `first ..< first + buffer.count/4096`
+    /// of file `id` into `buffer` (holes as zero units). `liveFD` is the live
+    /// ciphertext file, -1 when it does not exist.
+    public func read(_ id: UInt64, liveFD: Int32, first: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let unit = DataStore.blockSize
+        if liveFD >= 0 {
+            try readFully(liveFD, into: buffer, at: first * UInt64(unit), path: "live file \(id)")
+        } else {
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        }
+        let count = buffer.count / unit
+        var resolved = [Bool](repeating: false, count: count)
+        var open = count
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: unit)
+        defer { scratch.deallocate() }
+        func take(_ i: Int, zero: Bool) {
+            let target = UnsafeMutableRawBufferPointer(rebasing: buffer[i * unit..<(i + 1) * unit])
+            if zero {
+                target.initializeMemory(as: UInt8.self, repeating: 0)
+            } else {
+                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[i * unit..<(i + 1) * unit]))
+            }
+            resolved[i] = true
+            open -= 1
+        }
+        for s in try currentChain() where open > 0 {
+            let deltaPath = paths.delta(s, id)
+            let dfd = Glibc.open(deltaPath, O_RDONLY | O_CLOEXEC)
+            if dfd >= 0 {
+                defer { close(dfd) }
+                let header = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<unit])
+                try readFully(dfd, into: header, at: 0, path: deltaPath)
+                let base = try DeltaFormat.baseUnits(of: UnsafeRawBufferPointer(header), fileID: id, path: deltaPath)
+                try readFully(dfd, into: scratch, at: DeltaFormat.offset(of: first), path: deltaPath)
+                for i in 0..<count where !resolved[i] {
+                    let bytes = UnsafeRawBufferPointer(rebasing: scratch[i * unit..<(i + 1) * unit])
+                    if !DataFile.isZero(bytes) {
+                        take(i, zero: DeltaFormat.isMarker(bytes))
+                    } else if first + UInt64(i) >= base {
+                        take(i, zero: true)
+                    }
+                }
+            } else if errno != ENOENT {
+                throw MetaStoreError.io(operation: "open", path: deltaPath, errno: errno)
+            }
+            guard open > 0 else { break }
+            let wholePath = paths.whole(s, id)
+            let wfd = Glibc.open(wholePath, O_RDONLY | O_CLOEXEC)
+            if wfd >= 0 {
+                defer { close(wfd) }
+                try readFully(wfd, into: scratch, at: first * UInt64(unit), path: wholePath)
+                for i in 0..<count where !resolved[i] { take(i, zero: false) }
+            } else if errno != ENOENT {
+                throw MetaStoreError.io(operation: "open", path: wholePath, errno: errno)
+            }
+        }
+    }
+
+    /// Opens the live ciphertext file of `id` read-only; -1 if it does not exist.
+    public func openLive(_ id: UInt64) throws -> Int32 {
+        let path = DataStore.path(in: dataDirectory, for: FileID(id))
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
+        return fd
+    }
+}

@@ -1,0 +1,151 @@
+import BlockCipher
+import Foundation
+@testable import MetaStore
+import TestSupport
+import Testing
+
+/// Copy-before-write snapshots against a model: every snapshot, read through
+/// its overlay, must equal the bytes the files had when it was taken, after
+/// any mix of later writes, truncations, punches, deletions, new snapshots and
+/// deletions of other snapshots (which merge deltas).
+@Suite("Snapshot deltas against an in-memory model")
+struct SnapshotDeltaTests {
+    struct Model {
+        var files: [UInt64: [UInt8]] = [:]
+    }
+
+    @Test("seeded random operations: every snapshot keeps its bytes")
+    func differential() throws {
+        for seed in 1...8 {
+            try run(seed: UInt64(seed), steps: 260)
+        }
+    }
+
+    func run(seed: UInt64, steps: Int) throws {
+        let root = tempPath("snapstore")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let store = StorePaths(root: root)
+        try DataStore.createLayout(at: store.data)
+        let keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret())
+        let preserver = try SnapshotPreserver(storeRoot: root)
+        let live = DataStore(directory: store.data, cipher: keys.data, preserver: preserver)
+        let manager = SnapshotManager(store: store)
+        var rng = SplitMix(seed: seed)
+        var model = Model()
+        var open: [UInt64: DataFile] = [:]
+        var nextID: UInt64 = 2
+        var taken: [(name: String, files: [UInt64: [UInt8]])] = []
+        var counter = 0
+
+        func file(_ id: UInt64) throws -> DataFile {
+            if let f = open[id] { return f }
+            let f = try live.open(FileID(id))
+            open[id] = f
+            return f
+        }
+
+        for step in 0..<steps {
+            let op = rng.next() % 100
+            let ids = model.files.keys.sorted()
+            if op < 8 || ids.isEmpty {
+                model.files[nextID] = []
+                nextID += 1
+            } else if op < 50 {
+                let id = ids[Int(rng.next() % UInt64(ids.count))]
+                var bytes = model.files[id]!
+                let offset = Int(rng.next() % 60_000), count = Int(rng.next() % 9_000) + 1
+                let data = (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next() | 1) }
+                try data.withUnsafeBytes { try file(id).write(offset: UInt64(offset), data: $0, fileSize: UInt64(bytes.count)) }
+                if bytes.count < offset + count { bytes += [UInt8](repeating: 0, count: offset + count - bytes.count) }
+                bytes.replaceSubrange(offset..<offset + count, with: data)
+                model.files[id] = bytes
+            } else if op < 60 {
+                let id = ids[Int(rng.next() % UInt64(ids.count))]
+                var bytes = model.files[id]!
+                let newSize = rng.next() % 3 == 0 ? 0 : Int(rng.next() % 70_000)
+                try file(id).truncate(from: UInt64(bytes.count), to: UInt64(newSize))
+                bytes = newSize < bytes.count ? Array(bytes.prefix(newSize)) : bytes + [UInt8](repeating: 0, count: newSize - bytes.count)
+                model.files[id] = bytes
+            } else if op < 68 {
+                let id = ids[Int(rng.next() % UInt64(ids.count))]
+                var bytes = model.files[id]!
+                let offset = Int(rng.next() % 60_000), length = Int(rng.next() % 30_000) + 1
+                try file(id).zero(offset: UInt64(offset), length: UInt64(length), fileSize: UInt64(bytes.count))
+                if offset < bytes.count {
+                    let end = min(bytes.count, offset + length)
+                    bytes.replaceSubrange(offset..<end, with: [UInt8](repeating: 0, count: end - offset))
+                }
+                model.files[id] = bytes
+            } else if op < 76 {
+                let id = ids[Int(rng.next() % UInt64(ids.count))]
+                open[id] = nil
+                try live.remove(FileID(id))
+                model.files[id] = nil
+            } else if op < 90 {
+                counter += 1
+                let name = "s\(counter)"
+                let limit = nextID
+                _ = try manager.create(name: name, now: UInt64(step)) { path in
+                    FileManager.default.createFile(atPath: path, contents: Data())
+                    return limit
+                }
+                try preserver.reload()
+                taken.append((name, model.files))
+            } else if !taken.isEmpty {
+                let victim = Int(rng.next() % UInt64(taken.count))
+                try manager.delete(name: taken[victim].name)
+                try preserver.reload()
+                taken.remove(at: victim)
+            }
+            // Check every snapshot still reads as taken (a sample of steps, and the last).
+            guard step % 13 == 0 || step == steps - 1 else { continue }
+            let catalog = try SnapshotCatalog.load(manager.paths)
+            #expect(catalog.snapshots.map(\.name) == taken.map(\.name))
+            for (info, expected) in zip(catalog.snapshots, taken) {
+                let view = DataStore(directory: store.data, cipher: keys.data, overlay: SnapshotOverlay(storeRoot: root, snapshot: info))
+                for (id, bytes) in expected.files {
+                    let got = try view.open(FileID(id)).read(offset: 0, count: bytes.count + 10, fileSize: UInt64(bytes.count)) { Array($0) }
+                    let same = got == bytes  // compared outside #expect: it would print both arrays
+                    #expect(same, "seed \(seed) step \(step) snapshot \(info.name) file \(id): \(got.count) bytes read, \(bytes.count) expected")
+                    if !same { return }
+                }
+            }
+        }
+        // Deleting every snapshot leaves no snapshot directories behind.
+        for s in taken { try manager.delete(name: s.name) }
+        let left = try FileManager.default.contentsOfDirectory(atPath: manager.paths.root).filter { $0 != "catalog" }
+        #expect(left.isEmpty, "seed \(seed): \(left)")
+    }
+
+    @Test("a snapshot costs no data copy; a later overwrite copies only the units it touches")
+    func copyOnWriteGranularity() throws {
+        let root = tempPath("snapcost")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let store = StorePaths(root: root)
+        try DataStore.createLayout(at: store.data)
+        let keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret())
+        let preserver = try SnapshotPreserver(storeRoot: root)
+        let live = DataStore(directory: store.data, cipher: keys.data, preserver: preserver)
+        let f = try live.open(FileID(7))
+        let big = [UInt8](repeating: 0x5A, count: 16 << 20)
+        try big.withUnsafeBytes { try f.write(offset: 0, data: $0, fileSize: 0) }
+        let manager = SnapshotManager(store: store)
+        let info = try manager.create(name: "a", now: 1) { path in
+            FileManager.default.createFile(atPath: path, contents: Data())
+            return 8
+        }
+        try preserver.reload()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: manager.paths.deltaDirectory(info)).isEmpty)
+        let patch = [UInt8](repeating: 0x11, count: 10_000)
+        try patch.withUnsafeBytes { try f.write(offset: 5 << 20, data: $0, fileSize: UInt64(big.count)) }
+        let deltaBytes = (try FileManager.default.attributesOfItem(atPath: manager.paths.delta(info, 7))[.size] as? Int) ?? 0
+        var st = stat()
+        stat(manager.paths.delta(info, 7), &st)
+        // 10,000 bytes at an unaligned offset touch 3 units: 3 units + the header allocated, whatever the file's size.
+        #expect(Int(st.st_blocks) * 512 <= 4 * 4096)
+        #expect(deltaBytes > 5 << 20)  // sparse: units live at their offsets
+        let view = DataStore(directory: store.data, cipher: keys.data, overlay: SnapshotOverlay(storeRoot: root, snapshot: info))
+        let old = try view.open(FileID(7)).read(offset: 5 << 20, count: 10_000, fileSize: UInt64(big.count)) { Array($0) }
+        #expect(old.allSatisfy { $0 == 0x5A } && old.count == 10_000)
+    }
+}
