@@ -16,17 +16,55 @@ public final class DataFile: @unchecked Sendable {
     static let unit = DataStore.blockSize
     public let id: FileID
     public let path: String
-    let fd: Int32
+    /// The live ciphertext file; replaced when a truncate to zero moves the
+    /// old one into a snapshot. -1 in a snapshot view of a file with no live data.
+    var fd: Int32
     let cipher: XTSCipher
+    /// Live filesystem: keeps what the newest snapshot needs before a unit changes.
+    let preserver: SnapshotPreserver?
+    /// Snapshot view: where units that changed since the snapshot are found.
+    let overlay: SnapshotOverlay?
+    /// This file's delta in the newest snapshot, for the preserver's epoch `deltaEpoch`.
+    private var delta: DeltaWriter?
+    private var deltaEpoch: UInt64 = 0
 
-    init(fd: Int32, id: FileID, cipher: XTSCipher, path: String) {
+    init(fd: Int32, id: FileID, cipher: XTSCipher, path: String, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil) {
         self.fd = fd
         self.id = id
         self.cipher = cipher
         self.path = path
+        self.preserver = preserver
+        self.overlay = overlay
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Copy-before-write: called before units in `units` change on disk.
+    func preserve(_ units: Range<UInt64>) throws {
+        guard let preserver, !units.isEmpty else { return }
+        let (latest, epoch) = preserver.current
+        guard latest != nil else { return }
+        if epoch != deltaEpoch {
+            delta = try preserver.deltaWriter(for: id.rawValue, liveFD: fd)
+            deltaEpoch = epoch
+        }
+        try delta?.preserve(units, liveFD: fd, livePath: path)
+    }
+
+    /// Truncation to zero while a snapshot needs the old contents: the old
+    /// ciphertext file becomes the snapshot's whole copy (O(1), not a copy)
+    /// and a new empty one takes its place. Returns false if not applicable.
+    private func retireForTruncation() throws -> Bool {
+        guard let preserver, preserver.protects(id.rawValue) != nil else { return false }
+        guard try preserver.retire(id.rawValue, livePath: path) else { return false }
+        let fresh = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fresh >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
+        close(fd)
+        fd = fresh
+        delta = nil
+        deltaEpoch = preserver.current.epoch
+        return true
+    }
 
     /// Decrypts `[offset, offset+count)` clipped to `fileSize` and hands the
     /// plaintext to `body` without an extra copy.
@@ -73,6 +111,7 @@ public final class DataFile: @unchecked Sendable {
         let skip = Int(offset - first * UInt64(Self.unit))
         (buffer.baseAddress! + skip).copyMemory(from: data.baseAddress!, byteCount: data.count)
         try cipher.encrypt(UnsafeRawBufferPointer(buffer), into: buffer, fileID: id, firstBlock: BlockIndex(first))
+        try preserve(first..<last + 1)
         try writeAll(UnsafeRawBufferPointer(buffer), at: first * UInt64(Self.unit))
     }
 
@@ -80,6 +119,7 @@ public final class DataFile: @unchecked Sendable {
     /// kept part of the last unit is re-encrypted with zeros after the end.
     public func truncate(from oldSize: UInt64, to newSize: UInt64) throws {
         let unit = UInt64(Self.unit)
+        if newSize == 0, try retireForTruncation() { return }
         if newSize < oldSize && newSize % unit != 0 {
             let index = newSize / unit
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.unit, alignment: Self.unit)
@@ -88,11 +128,14 @@ public final class DataFile: @unchecked Sendable {
                 let keep = Int(newSize % unit)
                 (buffer.baseAddress! + keep).initializeMemory(as: UInt8.self, repeating: 0, count: Self.unit - keep)
                 try cipher.encrypt(UnsafeRawBufferPointer(buffer), into: buffer, fileID: id, firstBlock: BlockIndex(index))
+                try preserve(index..<index + 1)
                 try writeAll(UnsafeRawBufferPointer(buffer), at: index * unit)
             }
         }
         let backing = (newSize + unit - 1) / unit * unit
-        if newSize < oldSize || backing < currentBackingSize() {
+        let current = currentBackingSize()
+        if newSize < oldSize || backing < current {
+            try preserve(backing / unit..<max(backing, (current + unit - 1) / unit * unit) / unit)
             guard ftruncate(fd, off_t(backing)) == 0 else { throw MetaStoreError.io(operation: "ftruncate", path: path, errno: errno) }
         }
     }
@@ -106,6 +149,7 @@ public final class DataFile: @unchecked Sendable {
         let firstWhole = (offset + unit - 1) / unit
         let lastWhole = end / unit
         if firstWhole < lastWhole {
+            try preserve(firstWhole..<lastWhole)
             let rc = fallocate(fd, CLINUX_FALLOC_FL_PUNCH_HOLE | CLINUX_FALLOC_FL_KEEP_SIZE, off_t(firstWhole * unit), off_t((lastWhole - firstWhole) * unit))
             guard rc == 0 else { throw MetaStoreError.io(operation: "fallocate(punch)", path: path, errno: errno) }
         }
@@ -146,15 +190,7 @@ public final class DataFile: @unchecked Sendable {
     @discardableResult
     func readUnits(into buffer: UnsafeMutableRawBufferPointer, first: UInt64) throws -> Bool {
         if let injected = FaultInjection.failure(.read) { throw MetaStoreError.io(operation: "read", path: path, errno: injected) }
-        var got = 0
-        while got < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(first * UInt64(Self.unit)) + off_t(got))
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw MetaStoreError.io(operation: "read", path: path, errno: errno) }
-            if n == 0 { break }
-            got += n
-        }
-        if got < buffer.count { (buffer.baseAddress! + got).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - got) }
+        try readCiphertext(into: buffer, first: first)
         // Decrypt runs of non-hole units with one call each.
         let units = buffer.count / Self.unit
         var anyData = false
@@ -172,6 +208,16 @@ public final class DataFile: @unchecked Sendable {
         return anyData
     }
 
+    /// The ciphertext of whole units (holes as zero units): the live file's,
+    /// or in a snapshot view the snapshot's.
+    func readCiphertext(into buffer: UnsafeMutableRawBufferPointer, first: UInt64) throws {
+        if let overlay {
+            try overlay.read(id.rawValue, liveFD: fd, first: first, into: buffer)
+        } else {
+            try readFully(fd, into: buffer, at: first * UInt64(Self.unit), path: path)
+        }
+    }
+
     static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let words = bytes.bindMemory(to: UInt64.self)
         var acc: UInt64 = 0
@@ -181,17 +227,8 @@ public final class DataFile: @unchecked Sendable {
 
     func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         if let injected = FaultInjection.failure(.write) { throw MetaStoreError.io(operation: "write", path: path, errno: injected) }
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw MetaStoreError.io(operation: "write", path: path, errno: n < 0 ? errno : EIO) }
-            done += n
-        }
+        try writeFully(fd, bytes, at: offset, path: path)
     }
 
-    func currentBackingSize() -> UInt64 {
-        var st = stat()
-        return fstat(fd, &st) == 0 ? UInt64(st.st_size) : 0
-    }
+    func currentBackingSize() -> UInt64 { fd >= 0 ? fileSize(fd) : 0 }
 }
