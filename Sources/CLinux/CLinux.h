@@ -14,6 +14,11 @@ extern int fallocate(int fd, int mode, off_t offset, off_t len);
 // syncfs(2): a snapshot first pushes the kernel's dirty pages of a mount to the daemon.
 extern int syncfs(int fd);
 
+// SO_PEERCRED's struct ucred (glibc hides it behind _GNU_SOURCE): the mount
+// daemon's control socket answers only its own uid and root.
+struct clinux_ucred { int pid; unsigned int uid; unsigned int gid; };
+#define CLINUX_SO_PEERCRED 17
+
 // lseek(2) whences for walking the data extents of sparse snapshot delta files.
 #define CLINUX_SEEK_DATA 3
 #define CLINUX_SEEK_HOLE 4

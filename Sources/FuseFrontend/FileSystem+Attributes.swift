@@ -1,3 +1,4 @@
+import Locking
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +21,7 @@ extension FileSystem {
             guard current.isRegular else { throw Errno.invalid }
             let inode = try table.open(ino) { try dataStore.open(ino.fileID) }
             defer { if table.release(ino) { purgeIfUnreferenced(current) } }
-            return try inode.lock.writing {
+            return try gate.pass { try inode.lock.writing {
                 let old = try metadata.attributes(ino).size
                 var changes = changes
                 if changes.mtime == nil && newSize != old { changes.mtime = Timestamp.now() }
@@ -28,7 +29,7 @@ extension FileSystem {
                 // before anything can be written past it (crash ordering).
                 if newSize < old { try inode.data.truncate(from: old, to: newSize) }
                 return try metadata.setAttributes(ino, changes)
-            }
+            } }
         }
     }
 

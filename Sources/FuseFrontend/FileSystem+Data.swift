@@ -1,3 +1,4 @@
+import Locking
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +21,7 @@ extension FileSystem {
         try checkWritable()
         let inode = try openInode(ino)
         return try run("write inode \(ino) at \(offset)") {
-            try inode.lock.writing {
+            try gate.pass { try inode.lock.writing {
                 let old = try metadata.attributes(ino).size
                 let start = append ? old : offset
                 let end = start + UInt64(data.count)
@@ -36,7 +37,7 @@ extension FileSystem {
                 }
                 if !grows { _ = try metadata.recordWrite(ino, newSize: nil) }
                 return data.count
-            }
+            } }
         }
     }
 
@@ -48,7 +49,7 @@ extension FileSystem {
         if mode & punchHole != 0 && mode & keepSize == 0 { throw Errno.notSupported }
         let inode = try openInode(ino)
         try run("fallocate inode \(ino)") {
-            try inode.lock.writing {
+            try gate.pass { try inode.lock.writing {
                 let size = try metadata.attributes(ino).size
                 let end = offset + length
                 if mode & (punchHole | zeroRange) != 0 {
@@ -61,7 +62,7 @@ extension FileSystem {
                 } else if mode & (punchHole | zeroRange) != 0 {
                     _ = try metadata.recordWrite(ino, newSize: nil)
                 }
-            }
+            } }
         }
     }
 }

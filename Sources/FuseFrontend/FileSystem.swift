@@ -1,4 +1,5 @@
 import BlockCipher
+import Locking
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -19,6 +20,9 @@ public final class FileSystem: Sendable {
     let table = InodeTable()
     let readOnly: Bool
     let storeRoot: String
+    /// Data-changing operations pass it; a snapshot pauses it so that data
+    /// and metadata are copied at one point in time.
+    let gate = PauseGate()
 
     public init(metadata: MetadataStore, dataStore: DataStore, storeRoot: String, readOnly: Bool) {
         self.metadata = metadata
@@ -40,10 +44,15 @@ public final class FileSystem: Sendable {
     }
 
     func purge(_ ino: InodeNumber) throws {
-        try dataStore.remove(ino.fileID)
-        try metadata.purge(ino)
+        try gate.pass {
+            try dataStore.remove(ino.fileID)
+            try metadata.purge(ino)
+        }
         metadata.refillReserve()
     }
+
+    /// Runs `body` with every data-changing operation finished and held back.
+    public func paused<R>(_ body: () throws -> R) rethrows -> R { try gate.paused(body) }
 
     /// Deletes `node` if no name, kernel reference or handle keeps it.
     func purgeIfUnreferenced(_ node: InodeAttributes) {

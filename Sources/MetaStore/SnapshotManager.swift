@@ -45,7 +45,7 @@ public struct SnapshotManager: Sendable {
         guard let index = catalog.snapshots.firstIndex(where: { $0.name == name }) else { throw SnapshotError.notFound(name) }
         let target = catalog.snapshots[index]
         let older = index > 0 ? catalog.snapshots[index - 1] : nil
-        for s in [target] + (older.map { [$0] } ?? []) where SnapshotLock.isHeld(paths.lock(s)) {
+        for s in [target] + (older.map { [$0] } ?? []) where SharedFileLock.isHeld(paths.lock(s)) {
             throw SnapshotError.mounted(s.name)
         }
         if !target.deleting {
@@ -134,9 +134,10 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A flock on a snapshot's lock file: shared while a view is mounted, so a
-/// delete (which checks it) cannot change the deltas under a reader.
-public final class SnapshotLock: Sendable {
+/// A shared flock held for the life of the object: a mounted snapshot view
+/// holds its snapshot's, so a delete (which checks it) cannot change the
+/// deltas under a reader. `isHeld` answers for any flock, shared or exclusive.
+public final class SharedFileLock: Sendable {
     private let fd: Int32
 
     public init(path: String) throws {

@@ -19,6 +19,13 @@ struct Home {
         return Home(path: data + "/kmsfs")
     }
 
+    /// The path with symlinks resolved (itself if it does not exist).
+    static func canonical(_ p: String) -> String {
+        guard let resolved = realpath(p, nil) else { return p }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     static func absolute(_ p: String) -> String {
         p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
     }

@@ -26,6 +26,8 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Print every FUSE request (libfuse -d).") var debug = false
     @Option(help: "Passphrase file, for a filesystem created with --passphrase-file ($KMSFS_PASSPHRASE also works).")
     var passphraseFile: String?
+    /// Set by `kmsfs snapshot mount`: serve this snapshot read-only instead of the live filesystem.
+    @Option(help: .hidden) var snapshot: String?
 
     static let daemonChildVariable = "KMSFS_DAEMON_CHILD"
 
@@ -44,7 +46,11 @@ struct MountCommand: ParsableCommand {
                     try Daemon.spawnAndWait(arguments: childArguments(home: home), logPath: home.logs + "/\(name).log", home: home)
                     return
                 }
-                try serve(home: home, store: store, mountpoint: target, notify: isChild)
+                if let snapshot {
+                    try serveSnapshot(snapshot, home: home, store: store, mountpoint: target, notify: isChild)
+                } else {
+                    try serve(home: home, store: store, mountpoint: target, notify: isChild)
+                }
         }
     }
 
@@ -57,6 +63,7 @@ struct MountCommand: ParsableCommand {
         if noWriteback { args.append("--no-writeback") }
         if debug { args.append("--debug") }
         if let passphraseFile { args += ["--passphrase-file", Home.absolute(passphraseFile)] }
+        if let snapshot { args += ["--snapshot", snapshot] }
         return args
     }
 
@@ -95,7 +102,8 @@ struct MountCommand: ParsableCommand {
         let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase)
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, reservePath: store.root + "/reserve", exclusive: true)
-        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data),
+        let preserver = try SnapshotPreserver(storeRoot: store.root)
+        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, preserver: preserver),
                                     storeRoot: store.root, readOnly: readOnly)
         if !readOnly {
             let removed = try fileSystem.removeOrphans()
@@ -107,11 +115,38 @@ struct MountCommand: ParsableCommand {
         options.writebackCache = !noWriteback && !readOnly
         options.debug = debug
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
+        try SnapshotRequests.serve(store: store, fileSystem: fileSystem, metadata: metadata, preserver: preserver)
         if notify { Daemon.report(.ready) }
         if !readOnly { fileSystem.startTimestampFlusher() }
         if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault) }
         let status = session.run(maxThreads: options.maxThreads)
         withExtendedLifetime(lock) {}
+        guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }
+    }
+}
+
+extension MountCommand {
+    /// Mounts snapshot `name` read-only. The live filesystem may be mounted
+    /// and written meanwhile: the view reads through the snapshot's deltas.
+    func serveSnapshot(_ name: String, home: Home, store: StorePaths, mountpoint: String, notify: Bool) throws {
+        let manager = SnapshotManager(store: store)
+        let info = try SnapshotRequests.usable(name, manager: manager)
+        let viewLock = try SharedFileLock(path: manager.paths.lock(info))
+        let passphrase = try SecretInput.passphrase(file: passphraseFile)
+        let (_, keys, _) = try Unlock.open(store, home: home, passphrase: passphrase)
+        let metadata = try MetadataStore(path: manager.paths.metadata(info), names: keys.names, create: false, readOnly: true)
+        let overlay = SnapshotOverlay(storeRoot: store.root, snapshot: info)
+        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, overlay: overlay),
+                                    storeRoot: store.root, readOnly: true)
+        var options = FuseSession.Options(fsName: store.root + "@" + name)
+        options.readOnly = true
+        options.allowOther = allowOther
+        options.writebackCache = false
+        options.debug = debug
+        let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
+        if notify { Daemon.report(.ready) }
+        let status = session.run(maxThreads: options.maxThreads)
+        withExtendedLifetime(viewLock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }
     }
 }
@@ -133,7 +168,7 @@ struct UmountCommand: ParsableCommand {
             guard status == 0 else {
                 throw UserFacingError("unmounting \(path) failed (is it busy? see 'fuser -m \(path)')", hint: "kmsfs umount --lazy \(path)", exitCode: ExitCodes.mountFailed)
             }
-            let lock = entry.source + "/lock"
+            let lock = SnapshotRequests.lockPath(ofMountSource: entry.source)
             var waited = 0.0
             while StoreLock.isHeld(lock) && waited < 60 {
                 usleep(50_000)

@@ -1,3 +1,4 @@
+import MetaStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,14 +32,5 @@ final class StoreLock {
     deinit { close(fd) }
 
     /// Whether some process holds the lock right now.
-    static func isHeld(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return false
-        }
-        return true
-    }
+    static func isHeld(_ path: String) -> Bool { SharedFileLock.isHeld(path) }
 }

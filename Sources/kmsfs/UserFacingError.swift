@@ -39,6 +39,12 @@ struct UserFacingError: Error {
             case .io: return .init(e.description, exitCode: ExitCodes.io)
             case .posix(let code): return .init(String(cString: strerror(code)), exitCode: ExitCodes.io)
             }
+        case let e as SnapshotError:
+            switch e {
+            case .notFound: return .init(e.description, hint: "'kmsfs snapshot list' shows them", exitCode: ExitCodes.notFound)
+            case .exists, .deleting: return .init(e.description, exitCode: ExitCodes.usage)
+            case .mounted: return .init(e.description, exitCode: ExitCodes.mountFailed)
+            }
         case let e as FuseSession.MountError: return .init(e.description, exitCode: ExitCodes.mountFailed)
         default: return .init("internal error: \(error), please report", exitCode: ExitCodes.internalError)
         }

@@ -1,0 +1,100 @@
+import BlockCipher
+import Foundation
+internal import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the CLI asks a running mount daemon to do what needs its pause of the
+/// writers (snapshot create and delete): one request line, one answer line,
+/// over a Unix socket in the abstract namespace named after the store. The
+/// abstract namespace avoids the 108-byte path limit of socket files; since it
+/// has no file permissions, the daemon answers only its own uid and root
+/// (SO_PEERCRED).
+///
+///     request:  <verb> <argument>\n
+///     answer:   OK <text>\n  |  ERR <exit code> <message>\n
+enum ControlChannel {
+    static func address(storeRoot: String) -> sockaddr_un {
+        let name = "kmsfs-control-" + String(SHA256.hash(Array(Home.canonical(storeRoot).utf8)).hexString.prefix(32))
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw[0] = 0  // abstract namespace
+            for (i, b) in name.utf8.enumerated() { raw[i + 1] = b }
+        }
+        return address
+    }
+
+    static var addressLength: socklen_t { socklen_t(MemoryLayout<sa_family_t>.size + 1 + 14 + 32) }
+
+    /// Serves requests on a background thread for the life of the process.
+    static func serve(storeRoot: String, handler: @escaping @Sendable (String, String) -> Result<String, UserFacingError>) throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw UserFacingError("control socket: \(String(cString: strerror(errno)))", exitCode: ExitCodes.io) }
+        var address = address(storeRoot: storeRoot)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, addressLength) } }
+        guard bound == 0, listen(fd, 4) == 0 else {
+            let e = errno
+            close(fd)
+            throw UserFacingError("control socket: \(String(cString: strerror(e)))", exitCode: ExitCodes.io)
+        }
+        let thread = Thread { accepting(fd, handler) }
+        thread.start()
+    }
+
+    private static func accepting(_ listener: Int32, _ handler: @Sendable (String, String) -> Result<String, UserFacingError>) {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 { if errno == EINTR { continue } else { return } }
+            defer { close(client) }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            var credentials = clinux_ucred()
+            var length = socklen_t(MemoryLayout<clinux_ucred>.size)
+            guard getsockopt(client, SOL_SOCKET, CLINUX_SO_PEERCRED, &credentials, &length) == 0,
+                  credentials.uid == 0 || credentials.uid == geteuid() else { continue }
+            guard let line = readLine(client) else { continue }
+            let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+            let answer: String
+            switch handler(parts.first ?? "", parts.count > 1 ? parts[1] : "") {
+            case .success(let text): answer = "OK \(text)\n"
+            case .failure(let e): answer = "ERR \(e.exitCode) \(e.message.replacingOccurrences(of: "\n", with: " "))\n"
+            }
+            _ = Array(answer.utf8).withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+    }
+
+    /// Sends one request to the daemon of `storeRoot` and returns its answer text, or throws its error.
+    static func request(storeRoot: String, _ verb: String, _ argument: String) throws -> String {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw UserFacingError("control socket: \(String(cString: strerror(errno)))", exitCode: ExitCodes.io) }
+        defer { close(fd) }
+        var address = address(storeRoot: storeRoot)
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, addressLength) } }
+        guard connected == 0 else {
+            throw UserFacingError("cannot reach the mount daemon of \(storeRoot): \(String(cString: strerror(errno)))", exitCode: ExitCodes.mountFailed)
+        }
+        let request = Array("\(verb) \(argument)\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard let line = readLine(fd) else {
+            throw UserFacingError("the mount daemon of \(storeRoot) closed the connection without an answer", exitCode: ExitCodes.mountFailed)
+        }
+        if line.hasPrefix("OK") { return String(line.dropFirst(3)) }
+        let rest = line.hasPrefix("ERR ") ? line.dropFirst(4) : Substring(line)
+        let code = Int32(rest.prefix { $0 != " " }) ?? ExitCodes.internalError
+        throw UserFacingError(String(rest.drop { $0 != " " }.dropFirst()), exitCode: code)
+    }
+
+    private static func readLine(_ fd: Int32) -> String? {
+        var bytes: [UInt8] = []
+        var byte: UInt8 = 0
+        while bytes.count < 4096 {
+            let n = recv(fd, &byte, 1, 0)
+            if n < 0 && errno == EINTR { continue }
+            guard n == 1 else { return nil }
+            if byte == 0x0a { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(byte)
+        }
+        return nil
+    }
+}
