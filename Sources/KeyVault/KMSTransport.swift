@@ -50,8 +50,8 @@ extension RetryPolicy {
     /// Sends a KMS API request, retrying transient network failures and the
     /// answers `retryable` names (it returns the reason, or nil). `request` is
     /// called for every attempt, so a signed request is signed afresh.
-    func send(_ http: HTTPClient, provider: String, address: String, caHint: String,
-              request: () -> HTTPRequest, retryable: (HTTPResponse) -> String?) throws -> HTTPResponse {
+    public func send(_ http: HTTPClient, provider: String, address: String, caHint: String,
+                     request: () -> HTTPRequest, retryable: (HTTPResponse) -> String?) throws -> HTTPResponse {
         try run(provider: provider, address: address) {
             let response: HTTPResponse
             do { response = try http.send(request()) } catch let e as TransportError {

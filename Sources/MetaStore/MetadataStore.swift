@@ -165,6 +165,25 @@ public final class MetadataStore: Sendable {
         return UInt64(try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 2)
     }
 
+    /// Calls `body` with the inode number and size of every regular file in
+    /// the database at `path` (a snapshot image), in inode order, streaming.
+    public static func forEachRegularFile(inImage path: String, _ body: (UInt64, UInt64) throws -> Void) throws {
+        let db = try SQLiteDatabase(path: path, create: false, readOnly: true)
+        try db.query("SELECT ino, size FROM inodes WHERE (mode & 61440) = 32768 ORDER BY ino") { row in
+            try body(UInt64(bitPattern: row.int(0)), UInt64(bitPattern: row.int(1)))
+        }
+    }
+
+    /// Number and total size of the regular files in the database at `path`.
+    public static func regularFileTotals(inImage path: String) throws -> (files: Int, bytes: UInt64) {
+        let db = try SQLiteDatabase(path: path, create: false, readOnly: true)
+        var result = (files: 0, bytes: UInt64(0))
+        try db.query("SELECT count(*), coalesce(sum((size + 4095) / 4096 * 4096), 0) FROM inodes WHERE (mode & 61440) = 32768") { row in
+            result = (Int(row.int(0)), UInt64(bitPattern: row.int(1)))
+        }
+        return result
+    }
+
     /// Writes pending timestamp changes.
     public func flush() throws { try catalog { try $0.flushDirty() } }
 

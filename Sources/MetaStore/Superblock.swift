@@ -60,7 +60,7 @@ public struct Superblock: Sendable, Equatable {
 
 extension Superblock {
     /// Encodes one slot (4096 bytes).
-    func encodeSlot() throws -> [UInt8] {
+    public func encodeSlot() throws -> [UInt8] {
         typealias L = SuperblockLayout
         var kmsBytes = [UInt8]()
         for s in [kms.type, kms.address, kms.keyIdentifier, kms.keyVersion] {
@@ -81,7 +81,7 @@ extension Superblock {
     }
 
     /// Decodes and validates one slot; each failure is its own problem.
-    static func decodeSlot(_ b: [UInt8]) throws(MetaStoreError.SuperblockProblem) -> Superblock {
+    public static func decodeSlot(_ b: [UInt8]) throws(MetaStoreError.SuperblockProblem) -> Superblock {
         typealias L = SuperblockLayout
         guard b.count >= L.variableOffset else { throw .truncated(bytes: b.count) }
         guard Array(b[0..<8]) == L.magic else { throw .badMagic }

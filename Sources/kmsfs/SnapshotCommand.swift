@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import KeyVault
 import MetaStore
+import SnapExport
 
 /// `kmsfs snapshot ...`: point-in-time read-only views of a filesystem, and
 /// their export to bundles (Snap-To-Object) and rehydration from them.
@@ -8,7 +10,7 @@ struct SnapshotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "snapshot",
         abstract: "Create, list, delete and mount snapshots; export, import (rehydrate), verify and rewrap snapshot bundles.",
-        subcommands: [Create.self, List.self, Delete.self, Mount.self]
+        subcommands: [Create.self, List.self, Delete.self, Mount.self, Export.self, Import.self, Verify.self, Rewrap.self]
     )
 
     /// A filesystem and one of its snapshots, named on the command line.
@@ -129,5 +131,167 @@ extension SnapshotCommand.Target {
         var result: StorePaths?
         try userErrors { result = try existingStore() }
         return result!
+    }
+}
+
+/// Options of the commands that read or write a bundle location.
+struct BundleLocationOptions: ParsableArguments {
+    @Option(help: "S3 endpoint for s3:// locations, e.g. http://127.0.0.1:9000 (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS).")
+    var endpointUrl: String?
+    @Option(help: "AWS profile for s3:// credentials (default: the standard chain: environment, then the default profile).")
+    var profile: String?
+    @Flag(help: "Print a JSON summary on stdout (progress goes to a terminal's stderr only).") var json = false
+
+    func open(_ location: String, create: Bool) throws -> any BundleStore {
+        try openBundleStore(location, endpointURL: endpointUrl, profile: profile, create: create)
+    }
+
+    /// Prints `fields` as JSON when --json, else `text`.
+    func report(_ text: String, _ fields: [String: Any]) throws {
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])
+            writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+        } else {
+            writeStdout(text)
+        }
+    }
+}
+
+extension SnapshotCommand {
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Export a snapshot as a bundle (ciphertext chunks + manifest with the wrapped key) to a directory or s3://bucket/prefix. Needs no KMS.",
+            discussion: """
+                Chunks are named by their SHA-256, so exporting to a location that already holds earlier exports sends only
+                the chunks that changed (--base names the earlier snapshot and checks its export is there), and an
+                interrupted export resumes when run again. The manifest is written last.
+                """)
+        @OptionGroup var target: Target
+        @Argument(help: "Destination: a directory, or s3://bucket/prefix.") var destination: String
+        @Option(help: "An older snapshot already exported to the destination (incremental export).") var base: String?
+        @Option(help: "Chunk size in bytes: a power of two from 64K to 256M (K, M suffixes allowed). Default 1M.") var chunkSize: String = "1M"
+        @OptionGroup var location: BundleLocationOptions
+
+        func run() throws {
+            try userErrors {
+                let size = try Self.parseChunkSize(chunkSize)
+                let store = try target.existingStore()
+                let info = try SnapshotRequests.usable(target.snapshot, manager: SnapshotManager(store: store))
+                if let base, base == target.snapshot { throw UserFacingError("--base must name an older snapshot, not the one exported", exitCode: ExitCodes.usage) }
+                let destinationStore = try location.open(destination, create: true)
+                let s = try Exporter(store: store, chunkSize: size).export(snapshot: info, to: destinationStore, base: base, progress: !location.json)
+                try location.report(
+                    "exported snapshot \(s.snapshot) of \(target.filesystem) to \(s.location): \(s.files) files, \(s.chunks) chunks (\(StoreUsage.human(s.bytes))); "
+                        + "sent \(s.uploadedChunks) new chunks (\(StoreUsage.human(s.uploadedBytes))) in \(String(format: "%.1f", s.seconds)) s\n",
+                    ["snapshot": s.snapshot, "filesystem": target.filesystem, "location": s.location, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
+                     "uploadedChunks": s.uploadedChunks, "uploadedBytes": Int(s.uploadedBytes), "metadataBytes": Int(s.metadataBytes),
+                     "sentBytes": Int(destinationStore.bytesSent), "seconds": s.seconds, "base": base as Any])
+            }
+        }
+
+        static func parseChunkSize(_ text: String) throws -> Int {
+            let upper = text.uppercased()
+            let multiplier = upper.hasSuffix("K") ? 1 << 10 : upper.hasSuffix("M") ? 1 << 20 : 1
+            guard let value = Int(multiplier == 1 ? upper : String(upper.dropLast())), value > 0 else {
+                throw UserFacingError("invalid --chunk-size '\(text)'", exitCode: ExitCodes.usage)
+            }
+            let size = value * multiplier
+            guard size >= 64 << 10, size <= 256 << 20, size & (size - 1) == 0 else {
+                throw UserFacingError("--chunk-size must be a power of two from 64K to 256M, not \(text)", exitCode: ExitCodes.usage)
+            }
+            return size
+        }
+    }
+
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rehydrate a snapshot bundle into a new filesystem (unwraps the key through this home's KMS; verifies every chunk first).")
+        @OptionGroup var homeOptions: HomeOptions
+        @Argument(help: "Source: a directory, or s3://bucket/prefix.") var source: String
+        @Argument(help: "Name of the new filesystem.") var name: String
+        @Option(help: "Which exported snapshot, when the source holds several.") var snapshot: String?
+        @Option(help: "Passphrase file, for a filesystem created with --passphrase-file.") var passphraseFile: String?
+        @OptionGroup var location: BundleLocationOptions
+
+        func validate() throws { try Home.validateName(name) }
+
+        func run() throws {
+            try userErrors {
+                let home = homeOptions.resolved
+                try home.ensure()
+                let target = home.store(name)
+                let passphrase = try SecretInput.passphrase(file: passphraseFile)
+                let reader = BundleReader(source: try location.open(source, create: false))
+                let staging = home.path + "/.importing-" + name
+                let s = try reader.rehydrate(snapshot: snapshot, target: target, staging: staging, progress: !location.json) { superblock in
+                    try Unlock.unlock(superblock, home: home, passphrase: passphrase).0
+                }
+                try location.report(
+                    "imported snapshot \(s.snapshot) as filesystem \(name) (uuid \(s.filesystemUUID)): \(s.files) files, \(s.chunks) chunks (\(StoreUsage.human(s.bytes))) verified\n",
+                    ["filesystem": name, "snapshot": s.snapshot, "uuid": s.filesystemUUID, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
+                     "metadataBytes": Int(s.metadataBytes), "repaired": s.repaired, "seconds": s.seconds])
+            }
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a snapshot bundle: the manifest's own hash, then every chunk's length and SHA-256. Needs no KMS.")
+        @Argument(help: "Source: a directory, or s3://bucket/prefix.") var source: String
+        @Option(help: "Which exported snapshot, when the source holds several.") var snapshot: String?
+        @OptionGroup var location: BundleLocationOptions
+
+        func run() throws {
+            try userErrors {
+                let s = try BundleReader(source: try location.open(source, create: false)).verify(snapshot: snapshot, progress: !location.json)
+                try location.report(
+                    "bundle of snapshot \(s.snapshot) (filesystem \(s.filesystemUUID)) is intact: \(s.files) files, \(s.chunks) chunks (\(StoreUsage.human(s.bytes))) checked\n",
+                    ["snapshot": s.snapshot, "uuid": s.filesystemUUID, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
+                     "metadataBytes": Int(s.metadataBytes), "ok": true, "seconds": s.seconds])
+            }
+        }
+    }
+
+    struct Rewrap: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rewrap the key stored in a bundle's manifests with this home's KMS (after a key rotation, or to move a bundle to another KMS).",
+            discussion: "The chunks are not touched: they are encrypted with the filesystem key, which stays the same; only its wrapping changes.")
+        @OptionGroup var homeOptions: HomeOptions
+        @Argument(help: "Bundle location: a directory, or s3://bucket/prefix.") var source: String
+        @Option(help: "The new key's UID (kmip: wrap with this key instead of the configured one).") var newKeyUid: String?
+        @Option(help: "Passphrase file, for a bundle of a filesystem created with --passphrase-file.") var passphraseFile: String?
+        @OptionGroup var location: BundleLocationOptions
+
+        func run() throws {
+            try userErrors {
+                let home = homeOptions.resolved
+                var config = try KMSConfiguration.load(home)
+                if config.type == .local { try home.ensureLocalKey() }
+                if let newKeyUid { config.keyIdentifier = newKeyUid }
+                let target = try config.keyManager(home: home)
+                let passphrase = try SecretInput.passphrase(file: passphraseFile)
+                let reader = BundleReader(source: try location.open(source, create: false))
+                let changes = try reader.rewrap { old in
+                    let envelope = try WrappedKey(decoding: old.wrappedKey)
+                    let current = try Unlock.keyManager(for: envelope, home: home, passphrase: passphrase)
+                    let context = WrapContext(filesystemUUID: old.uuid)
+                    let wrapped = envelope.provider == config.type && envelope.keyIdentifier != "passphrase"
+                        ? try current.rewrap(envelope, context: context, newKeyIdentifier: newKeyUid)
+                        : try current.rewrapByRoundTrip(envelope, context: context, using: target)
+                    // Prove the new wrapping before it replaces the old one.
+                    _ = try Unlock.keys(from: try target.unwrap(wrapped, context: context), superblock: old)
+                    var updated = old
+                    let reference = target.reference
+                    updated.kms = StoredKMSReference(type: reference.type.rawValue, address: reference.address,
+                                                     keyIdentifier: wrapped.keyIdentifier, keyVersion: wrapped.keyVersion)
+                    updated.wrappedKey = wrapped.encoded()
+                    return updated
+                }
+                var text = ""
+                for c in changes { text += "rewrapped bundle of snapshot \(c.snapshot): \(c.from) -> \(c.to)\n" }
+                try location.report(text + "rewrapped \(changes.count) manifest(s) at \(source)\n",
+                                    ["location": source, "rewrapped": changes.map { ["snapshot": $0.snapshot, "from": $0.from, "to": $0.to] }])
+            }
+        }
     }
 }

@@ -28,11 +28,17 @@ enum Unlock {
     /// also returns the KeyManager that did it (the mount daemon keeps a Vault one to renew its token).
     static func open(_ store: StorePaths, home: Home, passphrase: KeyMaterial?) throws -> (Superblock, FilesystemKeys, any KeyManager) {
         let superblock = try SuperblockFile.read(store.superblock)
+        let (keys, manager) = try unlock(superblock, home: home, passphrase: passphrase)
+        return (superblock, keys, manager)
+    }
+
+    /// Unwraps a superblock's key through the KMS its envelope names (as this
+    /// home configures it) and checks it against the key-check value.
+    static func unlock(_ superblock: Superblock, home: Home, passphrase: KeyMaterial?) throws -> (FilesystemKeys, any KeyManager) {
         let envelope = try WrappedKey(decoding: superblock.wrappedKey)
         let manager = try keyManager(for: envelope, home: home, passphrase: passphrase)
         let material = try manager.unwrap(envelope, context: WrapContext(filesystemUUID: superblock.uuid))
-        let keys = try keys(from: material, superblock: superblock)
-        return (superblock, keys, manager)
+        return (try keys(from: material, superblock: superblock), manager)
     }
 
     /// Derives the subkeys from an unwrapped master and checks the key-check value.

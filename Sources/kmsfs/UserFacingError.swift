@@ -2,6 +2,7 @@ import ArgumentParser
 import FuseFrontend
 import KeyVault
 import MetaStore
+import SnapExport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,6 +45,15 @@ struct UserFacingError: Error {
             case .notFound: return .init(e.description, hint: "'kmsfs snapshot list' shows them", exitCode: ExitCodes.notFound)
             case .exists, .deleting: return .init(e.description, exitCode: ExitCodes.usage)
             case .mounted: return .init(e.description, exitCode: ExitCodes.mountFailed)
+            }
+        case let e as BundleError:
+            switch e {
+            case .corrupt, .unsupported: return .init(e.description, exitCode: ExitCodes.corruptOrUnsupported)
+            case .missing: return .init(e.description, exitCode: ExitCodes.notFound)
+            case .io: return .init(e.description, exitCode: ExitCodes.io)
+            case .store: return .init(e.description, exitCode: ExitCodes.kmsUnreachable)
+            case .mismatch: return .init(e.description, exitCode: ExitCodes.wrongKey)
+            case .usage: return .init(e.description, exitCode: ExitCodes.usage)
             }
         case let e as FuseSession.MountError: return .init(e.description, exitCode: ExitCodes.mountFailed)
         default: return .init("internal error: \(error), please report", exitCode: ExitCodes.internalError)

@@ -1,0 +1,157 @@
+import BlockCipher
+import Foundation
+import MetaStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What an export did, for the summary line and --json.
+public struct ExportSummary: Sendable {
+    public var snapshot: String
+    public var location: String
+    public var files = 0
+    public var chunks = 0
+    /// Ciphertext bytes the snapshot's chunks cover (holes excluded).
+    public var bytes: UInt64 = 0
+    /// Chunks and bytes sent now; the rest were already at the destination.
+    public var uploadedChunks = 0
+    public var uploadedBytes: UInt64 = 0
+    public var metadataBytes: UInt64 = 0
+    public var seconds = 0.0
+}
+
+/// Exports a snapshot: never decrypts and needs no KMS. Reads each file's
+/// ciphertext as of the snapshot in chunks of `chunkSize` (memory: about
+/// three chunk buffers, whatever the filesystem's size), names each chunk by
+/// its SHA-256, and sends only chunks the destination does not hold yet, so
+/// an export is incremental against earlier ones there and can be re-run
+/// after an interruption. The manifest goes last: a bundle without it is not
+/// importable.
+public struct Exporter {
+    public static let defaultChunkSize = 1 << 20
+    public let store: StorePaths
+    public let chunkSize: Int
+
+    public init(store: StorePaths, chunkSize: Int = defaultChunkSize) {
+        self.store = store
+        self.chunkSize = chunkSize
+    }
+
+    public func export(snapshot info: SnapshotInfo, to destination: any BundleStore, base: String?, progress enabled: Bool) throws -> ExportSummary {
+        var summary = ExportSummary(snapshot: info.name, location: destination.location)
+        let paths = SnapshotPaths(storeRoot: store.root)
+        let superblock = try SuperblockFile.read(store.superblock)
+        if let base {
+            let manifest = try fetchManifest(base, from: destination)
+            defer { unlink(manifest.path) }
+            guard manifest.header.filesystemUUID == superblock.uuidString else {
+                throw BundleError.mismatch("the base export '\(base)' at \(destination.location) is of filesystem \(manifest.header.filesystemUUID), not \(superblock.uuidString)")
+            }
+        }
+        let header = ManifestHeader(filesystemUUID: superblock.uuidString, snapshotID: info.id, snapshotName: info.name, created: info.created,
+                                    chunkSize: chunkSize, superblock: try superblock.encodeSlot(), base: base)
+        let temporary = NSTemporaryDirectory() + "kmsfs-manifest-\(getpid())-\(info.name).jsonl"
+        defer { unlink(temporary) }
+        let writer = try ManifestWriter(path: temporary, header: header)
+        let image = paths.metadata(info)
+        let totals = try MetadataStore.regularFileTotals(inImage: image)
+        let imageSize = Int(fileSizeOf(image))
+        let progress = Progress(verb: "export \(info.name)", totalBytes: totals.bytes + UInt64(imageSize), enabled: enabled)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: DataStore.blockSize)
+        defer { buffer.deallocate() }
+
+        func send(_ bytes: UnsafeMutableRawBufferPointer) throws -> (ChunkReference, Bool) {
+            let digest = SHA256.hash(UnsafeRawBufferPointer(bytes))
+            let key = BundleKeys.chunk(digest.hexString)
+            var sent = false
+            if try !destination.exists(key, size: bytes.count) {
+                try destination.put(key, bytes: UnsafeRawBufferPointer(bytes), sha256: digest)
+                sent = true
+            }
+            return (ChunkReference(offset: 0, length: bytes.count, sha256: digest), sent)
+        }
+
+        // The metadata image, chunked like file data.
+        let imageFD = open(image, O_RDONLY | O_CLOEXEC)
+        guard imageFD >= 0 else { throw BundleError.io("cannot open \(image): \(String(cString: strerror(errno)))") }
+        defer { close(imageFD) }
+        var offset = 0
+        while offset < imageSize {
+            let length = min(chunkSize, imageSize - offset)
+            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+            guard pread(imageFD, slice.baseAddress, length, off_t(offset)) == length else { throw BundleError.io("reading \(image) failed") }
+            var (reference, sent) = try send(slice)
+            reference.offset = UInt64(offset)
+            try writer.add(.metadataChunk(reference))
+            progress.advance(length, transferred: sent ? length : 0)
+            summary.metadataBytes += UInt64(length)
+            offset += length
+        }
+
+        // File data as of the snapshot; all-zero chunks are holes and not stored.
+        let overlay = SnapshotOverlay(storeRoot: store.root, snapshot: info)
+        try MetadataStore.forEachRegularFile(inImage: image) { id, size in
+            try writer.add(.file(id: id, size: size))
+            summary.files += 1
+            let live = try overlay.openLive(id)
+            defer { if live >= 0 { close(live) } }
+            let unit = UInt64(DataStore.blockSize)
+            let end = (size + unit - 1) / unit * unit
+            var position: UInt64 = 0
+            while position < end {
+                let length = Int(min(UInt64(chunkSize), end - position))
+                let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+                try overlay.read(id, liveFD: live, first: position / unit, into: slice)
+                if !slice.allSatisfy({ $0 == 0 }) {
+                    var (reference, sent) = try send(slice)
+                    reference.offset = position
+                    try writer.add(.chunk(reference))
+                    summary.chunks += 1
+                    summary.bytes += UInt64(length)
+                    if sent {
+                        summary.uploadedChunks += 1
+                        summary.uploadedBytes += UInt64(length)
+                    }
+                    progress.advance(length, transferred: sent ? length : 0)
+                } else {
+                    progress.advance(length, chunk: false)
+                }
+                position += UInt64(length)
+            }
+        }
+        try writer.finish()
+        try destination.putFile(BundleKeys.manifest(info.name), path: temporary)
+        progress.finish()
+        summary.seconds = progress.elapsed
+        return summary
+    }
+}
+
+/// Downloads the manifest of `snapshot` from `source` into a temporary file and checks it whole.
+func fetchManifest(_ snapshot: String, from source: any BundleStore) throws -> ManifestReader {
+    let temporary = NSTemporaryDirectory() + "kmsfs-manifest-\(getpid())-fetch-\(snapshot).jsonl"
+    do { try source.getFile(BundleKeys.manifest(snapshot), path: temporary) } catch BundleError.missing {
+        throw BundleError.missing("no export of snapshot '\(snapshot)' at \(source.location) (its manifest \(BundleKeys.manifest(snapshot)) is missing)")
+    }
+    do {
+        let reader = try ManifestReader(path: temporary)
+        try reader.verify()
+        return reader
+    } catch {
+        unlink(temporary)
+        throw error
+    }
+}
+
+/// The snapshot names with a manifest at `source`.
+public func exportedSnapshots(at source: any BundleStore) throws -> [String] {
+    try source.list(prefix: BundleKeys.manifestPrefix).compactMap { key in
+        guard key.hasSuffix(BundleKeys.manifestSuffix) else { return nil }
+        return String(key.dropFirst(BundleKeys.manifestPrefix.count).dropLast(BundleKeys.manifestSuffix.count))
+    }
+}
+
+func fileSizeOf(_ path: String) -> UInt64 {
+    var st = stat()
+    return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
+}

@@ -1,0 +1,186 @@
+import BlockCipher
+import Foundation
+import HTTPTransport
+import KeyVault
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A bundle under `s3://bucket/prefix` on any S3-compatible store (AWS S3,
+/// MinIO, SeaweedFS, moto), path-style, signed with SigV4 using the standard
+/// AWS credential chain. Every PUT carries its SHA-256 (x-amz-content-sha256,
+/// which the store checks); objects over `multipartThreshold` go up in parts.
+public final class S3BundleStore: BundleStore {
+    let bucket: String
+    let prefix: String
+    let endpoint: (scheme: String, host: String)
+    let region: String
+    let credentials: AWSCredentials
+    let http = HTTPClient(connectTimeout: 5, totalTimeout: 600)
+    let retry: RetryPolicy
+    /// Objects larger than this are sent with multipart upload, in parts of `partSize`.
+    public var multipartThreshold = 16 << 20
+    public var partSize = 8 << 20
+    public private(set) var bytesSent: UInt64 = 0
+    public private(set) var multipartUploads = 0
+    public let location: String
+
+    public init(url: String, endpointURL: String?, profile: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        let rest = url.dropFirst("s3://".count)
+        let bucket = String(rest.prefix { $0 != "/" })
+        guard !bucket.isEmpty else { throw BundleError.usage("\(url): expected s3://bucket/prefix") }
+        self.bucket = bucket
+        var prefix = String(rest.dropFirst(bucket.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        if !prefix.isEmpty { prefix += "/" }
+        self.prefix = prefix
+        location = url
+        let endpointText = endpointURL ?? environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"]
+        region = AWSCredentialSource.region(profile: profile, environment: environment) ?? "us-east-1"
+        let resolved = endpointText ?? "https://s3.\(region).amazonaws.com"
+        guard let components = URLComponents(string: resolved), let scheme = components.scheme, scheme == "http" || scheme == "https",
+              let host = components.host else {
+            throw BundleError.usage("bad --endpoint-url \(resolved): expected http(s)://host[:port]")
+        }
+        endpoint = (scheme, components.port.map { "\(host):\($0)" } ?? host)
+        do { credentials = try AWSCredentialSource.resolve(profile: profile, environment: environment) } catch {
+            throw BundleError.usage("no AWS credentials for \(url): \(error)")
+        }
+        let attempts = environment["KMSFS_S3_ATTEMPTS"].flatMap(Int.init) ?? 4
+        retry = RetryPolicy(attempts: attempts, initialDelay: 0.5)
+    }
+
+    // MARK: BundleStore
+
+    public func exists(_ key: String, size: Int) throws -> Bool {
+        let response = try call("HEAD", key: key)
+        switch response.status {
+        case 200: return Int(response.headers["content-length"] ?? "") == size
+        case 404: return false
+        default: throw failure(response, "HEAD \(key)")
+        }
+    }
+
+    public func put(_ key: String, bytes: UnsafeRawBufferPointer, sha256: [UInt8]) throws {
+        if bytes.count > multipartThreshold {
+            try multipartPut(key, bytes: bytes)
+        } else {
+            let response = try call("PUT", key: key, body: Array(bytes), payloadHash: sha256.hexString)
+            guard response.status == 200 else { throw failure(response, "PUT \(key)") }
+        }
+        bytesSent += UInt64(bytes.count)
+    }
+
+    public func putFile(_ key: String, path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw BundleError.io("cannot read \(path)") }
+        let bytes = Array(data)
+        try bytes.withUnsafeBytes { try put(key, bytes: $0, sha256: SHA256.hash($0)) }
+    }
+
+    public func get(_ key: String) throws -> [UInt8] {
+        let response = try call("GET", key: key)
+        switch response.status {
+        case 200: return response.body
+        case 404: throw BundleError.missing("\(key) is missing from \(location)")
+        default: throw failure(response, "GET \(key)")
+        }
+    }
+
+    public func getFile(_ key: String, path: String) throws {
+        let bytes = try get(key)
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
+            throw BundleError.io("cannot write \(path)")
+        }
+    }
+
+    public func list(prefix keyPrefix: String) throws -> [String] {
+        var keys: [String] = []
+        var token: String?
+        repeat {
+            var query: [(name: String, value: String)] = [("list-type", "2"), ("prefix", prefix + keyPrefix)]
+            if let token { query.append(("continuation-token", token)) }
+            let response = try call("GET", key: nil, query: query)
+            guard response.status == 200 else { throw failure(response, "list \(prefix + keyPrefix)") }
+            let text = response.bodyText
+            keys += Self.tags("Key", in: text).map { String($0.dropFirst(prefix.count)) }
+            token = Self.tags("IsTruncated", in: text).first == "true" ? Self.tags("NextContinuationToken", in: text).first : nil
+        } while token != nil
+        return keys.sorted()
+    }
+
+    // MARK: multipart
+
+    /// CreateMultipartUpload, UploadPart for each part, CompleteMultipartUpload;
+    /// aborted on failure so no parts are left billed in the bucket.
+    func multipartPut(_ key: String, bytes: UnsafeRawBufferPointer) throws {
+        let created = try call("POST", key: key, query: [("uploads", "")])
+        guard created.status == 200, let uploadID = Self.tags("UploadId", in: created.bodyText).first else { throw failure(created, "CreateMultipartUpload \(key)") }
+        do {
+            var parts: [(Int, String)] = []
+            var offset = 0
+            var number = 1
+            while offset < bytes.count {
+                let end = min(bytes.count, offset + partSize)
+                let part = Array(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+                let response = try call("PUT", key: key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
+                                        body: part, payloadHash: SHA256.hash(part).hexString)
+                guard response.status == 200, let etag = response.headers["etag"] else { throw failure(response, "UploadPart \(number) of \(key)") }
+                parts.append((number, etag))
+                offset = end
+                number += 1
+            }
+            var xml = "<CompleteMultipartUpload>"
+            for (n, etag) in parts { xml += "<Part><PartNumber>\(n)</PartNumber><ETag>\(etag)</ETag></Part>" }
+            xml += "</CompleteMultipartUpload>"
+            let body = Array(xml.utf8)
+            let done = try call("POST", key: key, query: [("uploadId", uploadID)], body: body, payloadHash: SHA256.hash(body).hexString)
+            // S3 can answer 200 with an <Error> body for CompleteMultipartUpload.
+            guard done.status == 200, !done.bodyText.contains("<Error>") else { throw failure(done, "CompleteMultipartUpload \(key)") }
+            multipartUploads += 1
+        } catch {
+            _ = try? call("DELETE", key: key, query: [("uploadId", uploadID)])
+            throw error
+        }
+    }
+
+    // MARK: requests
+
+    /// One signed request with retries on transient failures and 5xx/503 SlowDown answers.
+    func call(_ method: String, key: String?, query: [(name: String, value: String)] = [], body: [UInt8] = [],
+              payloadHash: String = SigV4.emptyPayloadHash) throws -> HTTPResponse {
+        let path = "/\(bucket)" + (key.map { "/" + prefix + $0 } ?? "")
+        do {
+            return try retry.send(http, provider: "s3", address: "\(endpoint.scheme)://\(endpoint.host)", caHint: "check --endpoint-url", request: {
+                let request = SigV4Request(method: method, scheme: endpoint.scheme, host: endpoint.host, path: path, query: query,
+                                           headers: [("x-amz-content-sha256", payloadHash)], payloadHash: payloadHash)
+                let headers = SigV4.sign(request, credentials: credentials, region: region, service: "s3", amzDate: SigV4.amzDate(Int(time(nil))))
+                return HTTPRequest(method: method, url: SigV4.url(for: request), headers: headers, body: body)
+            }) { response in
+                response.status >= 500 ? "HTTP \(response.status) \(Self.tags("Code", in: response.bodyText).first ?? "")" : nil
+            }
+        } catch let e as KeyVaultError {
+            throw BundleError.store(e.description)
+        }
+    }
+
+    func failure(_ response: HTTPResponse, _ what: String) -> BundleError {
+        let code = Self.tags("Code", in: response.bodyText).first ?? "HTTP \(response.status)"
+        let message = Self.tags("Message", in: response.bodyText).first ?? ""
+        switch code {
+        case "NoSuchBucket": return .store("\(location): bucket \(bucket) does not exist")
+        case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken":
+            return .store("\(location): \(what) was refused (\(code)): \(message.isEmpty ? "check the AWS credentials" : message)")
+        default: return .store("\(location): \(what) failed: \(code) \(message)")
+        }
+    }
+
+    /// The text of every <name>...</name> element (S3's XML is flat enough for this).
+    static func tags(_ name: String, in text: String) -> [String] {
+        var out: [String] = []
+        var rest = text[...]
+        while let start = rest.range(of: "<\(name)>"), let end = rest.range(of: "</\(name)>", range: start.upperBound..<rest.endIndex) {
+            out.append(String(rest[start.upperBound..<end.lowerBound]).replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&amp;", with: "&"))
+            rest = rest[end.upperBound...]
+        }
+        return out
+    }
+}

@@ -1,1 +1,0 @@
-// SnapExport: snapshots and export bundles (issue 6).
