@@ -35,6 +35,11 @@ public struct SigV4Request: Sendable {
     public var headers: [(name: String, value: String)]
     /// Hex SHA-256 of the body, or "UNSIGNED-PAYLOAD".
     public var payloadHash: String
+    /// Keep "/" literal in query values, in the URL and in what is signed.
+    /// AWS canonicalizes it as %2F; some S3 emulators (moto 5.2) sign the
+    /// query exactly as received, so S3BundleStore retries with this on a
+    /// signature mismatch of a query that holds a "/".
+    public var literalSlashInQuery = false
 
     public init(method: String, scheme: String = "https", host: String, path: String = "/", query: [(name: String, value: String)] = [],
                 headers: [(name: String, value: String)] = [], payloadHash: String) {
@@ -67,7 +72,7 @@ public enum SigV4 {
         let canonicalRequest = [
             request.method,
             canonicalPath(request.path, twice: encodePathTwice),
-            canonicalQuery(request.query),
+            canonicalQuery(request.query, keepSlash: request.literalSlashInQuery),
             canonical.map { "\($0.0):\($0.1)\n" }.joined(),
             signedHeaders,
             request.payloadHash,
@@ -86,7 +91,7 @@ public enum SigV4 {
 
     /// The URL to send, encoded exactly as it was signed.
     public static func url(for request: SigV4Request) -> String {
-        let query = canonicalQuery(request.query)
+        let query = canonicalQuery(request.query, keepSlash: request.literalSlashInQuery)
         return "\(request.scheme)://\(request.host)\(canonicalPath(request.path, twice: false))" + (query.isEmpty ? "" : "?" + query)
     }
 
@@ -112,8 +117,8 @@ public enum SigV4 {
         return twice ? encode(once, keepSlash: true) : once
     }
 
-    static func canonicalQuery(_ query: [(name: String, value: String)]) -> String {
-        query.map { (encode($0.name, keepSlash: false), encode($0.value, keepSlash: false)) }
+    static func canonicalQuery(_ query: [(name: String, value: String)], keepSlash: Bool = false) -> String {
+        query.map { (encode($0.name, keepSlash: false), encode($0.value, keepSlash: keepSlash)) }
             .sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
             .map { "\($0.0)=\($0.1)" }
             .joined(separator: "&")

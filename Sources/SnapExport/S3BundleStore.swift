@@ -144,16 +144,26 @@ public final class S3BundleStore: BundleStore {
 
     // MARK: requests
 
-    /// One signed request with retries on transient failures and 5xx/503 SlowDown answers.
+    /// One signed request with retries on transient failures and 5xx answers.
     func call(_ method: String, key: String?, query: [(name: String, value: String)] = [], body: [UInt8] = [],
               payloadHash: String = SigV4.emptyPayloadHash) throws -> HTTPResponse {
-        let path = "/\(bucket)" + (key.map { "/" + prefix + $0 } ?? "")
+        let response = try send(method, key: key, query: query, body: body, payloadHash: payloadHash, literalSlash: false)
+        if response.status == 403, Self.tags("Code", in: response.bodyText).first == "SignatureDoesNotMatch", query.contains(where: { $0.value.contains("/") }) {
+            return try send(method, key: key, query: query, body: body, payloadHash: payloadHash, literalSlash: true)
+        }
+        return response
+    }
+
+    private func send(_ method: String, key: String?, query: [(name: String, value: String)], body: [UInt8], payloadHash: String,
+                      literalSlash: Bool) throws -> HTTPResponse {
+        let path = "/\(bucket)/" + (key.map { prefix + $0 } ?? "")
         do {
             return try retry.send(http, provider: "s3", address: "\(endpoint.scheme)://\(endpoint.host)", caHint: "check --endpoint-url", request: {
-                let request = SigV4Request(method: method, scheme: endpoint.scheme, host: endpoint.host, path: path, query: query,
+                var request = SigV4Request(method: method, scheme: endpoint.scheme, host: endpoint.host, path: path, query: query,
                                            headers: [("x-amz-content-sha256", payloadHash)], payloadHash: payloadHash)
+                request.literalSlashInQuery = literalSlash
                 let headers = SigV4.sign(request, credentials: credentials, region: region, service: "s3", amzDate: SigV4.amzDate(Int(time(nil))))
-                return HTTPRequest(method: method, url: SigV4.url(for: request), headers: headers, body: body)
+                return HTTPRequest(method: method, url: SigV4.url(for: request), headers: headers + [("Content-Type", "application/octet-stream")], body: body)
             }) { response in
                 response.status >= 500 ? "HTTP \(response.status) \(Self.tags("Code", in: response.bodyText).first ?? "")" : nil
             }

@@ -149,7 +149,7 @@ struct BundleLocationOptions: ParsableArguments {
     /// Prints `fields` as JSON when --json, else `text`.
     func report(_ text: String, _ fields: [String: Any]) throws {
         if json {
-            let data = try JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             writeStdout(String(decoding: data, as: UTF8.self) + "\n")
         } else {
             writeStdout(text)
