@@ -1,0 +1,305 @@
+import Foundation
+import Testing
+
+/// Snapshots, export and rehydration through real mounts, with the local key
+/// (the KMS variants are in SnapshotKMSTests).
+@Suite(.serialized) struct SnapshotTests {
+    static let scripts = Harness.packageRoot + "/Tests/IntegrationTests/Scripts"
+
+    /// A directory under the sandbox, created.
+    func directory(_ box: Sandbox, _ name: String) throws -> String {
+        let path = box.root + "/" + name
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    func json(_ text: String) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    func checkTree(_ path: String) throws -> (ok: Bool, summary: [String: Any], error: String) {
+        let r = try Harness.run("/usr/bin/python3", [Self.scripts + "/snapshot_writer.py", "check", path])
+        return (r.status == 0, json(r.stdout), r.stderr)
+    }
+
+    @Test func snapshotUnderConcurrentWriterIsOnePointInTime() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        let stop = box.root + "/stop"
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        writer.arguments = [Self.scripts + "/snapshot_writer.py", "write", box.mountpoint, stop]
+        let output = box.root + "/writer.out"
+        FileManager.default.createFile(atPath: output, contents: nil)
+        writer.standardOutput = FileHandle(forWritingAtPath: output)
+        try writer.run()
+        defer { if writer.isRunning { FileManager.default.createFile(atPath: stop, contents: nil); writer.waitUntilExit() } }
+        usleep(1_500_000)
+
+        let created = try box.kmsfs("snapshot", "create", "demo", "busy")
+        try #require(created.status == 0, "snapshot create while writing: \(created.stderr)")
+        let view = try directory(box, "view")
+        let mounted = try box.kmsfs("snapshot", "mount", "demo", "busy", view)
+        try #require(mounted.status == 0, "snapshot mount: \(mounted.stderr)")
+        let first = try checkTree(view)
+        #expect(first.ok, "the snapshot is not one point in time: \(first.error)")
+        #expect((first.summary["log0"] as? Int ?? 0) > 5, "the writer had written before the snapshot: \(first.summary)")
+
+        // The writer goes on: appends, ring rewrites, deletes and truncations after the snapshot.
+        usleep(1_500_000)
+        FileManager.default.createFile(atPath: stop, contents: nil)
+        writer.waitUntilExit()
+        #expect(writer.terminationStatus == 0)
+        let final = json(String(decoding: FileManager.default.contents(atPath: output) ?? Data(), as: UTF8.self))
+        #expect((final["log0"] as? Int ?? 0) > (first.summary["log0"] as? Int ?? 0), "writes went on after the snapshot: \(final)")
+        let live = try checkTree(box.mountpoint)
+        #expect(live.ok, "the live tree: \(live.error)")
+
+        let second = try checkTree(view)
+        #expect(second.ok, "\(second.error)")
+        #expect(NSDictionary(dictionary: second.summary) == NSDictionary(dictionary: first.summary), "later writes changed the snapshot")
+        // And after a remount of the view (nothing cached in the kernel).
+        #expect(try box.kmsfs("umount", view).status == 0)
+        #expect(try box.kmsfs("snapshot", "mount", "demo", "busy", view).status == 0)
+        let third = try checkTree(view)
+        #expect(NSDictionary(dictionary: third.summary) == NSDictionary(dictionary: first.summary), "the snapshot changed across a remount")
+        #expect(try box.kmsfs("umount", view).status == 0)
+        try box.umount()
+    }
+
+    @Test func deleteKeepsOlderSnapshotsAndRefusesMountedOnes() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        let big = box.mountpoint + "/big"
+        #expect(try Harness.shell("head -c 8000000 /dev/urandom > \(big) && echo one > \(box.mountpoint)/a").status == 0)
+        let before = try Harness.shell("sha256sum < \(big)").stdout
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        #expect(try Harness.shell("dd if=/dev/zero of=\(big) bs=4096 seek=100 count=50 conv=notrunc status=none && echo two > \(box.mountpoint)/a").status == 0)
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s2").status == 0)
+        #expect(try Harness.shell("dd if=/dev/zero of=\(big) bs=4096 seek=1000 count=50 conv=notrunc status=none && : > \(big) && rm \(box.mountpoint)/a").status == 0)
+        let duplicate = try box.kmsfs("snapshot", "create", "demo", "s1")
+        #expect(duplicate.status == 64 && duplicate.stderr.contains("already exists"), "\(duplicate.stderr)")
+
+        let view = try directory(box, "view")
+        #expect(try box.kmsfs("snapshot", "mount", "demo", "s1", view).status == 0)
+        let refused = try box.kmsfs("snapshot", "delete", "demo", "s1")
+        #expect(refused.status == 71 && refused.stderr.contains("is mounted"), "\(refused.stderr)")
+        // Deleting s2 merges what s1 needs from it; s1 is mounted, so that is refused too.
+        #expect(try box.kmsfs("snapshot", "delete", "demo", "s2").status == 71)
+        #expect(try box.kmsfs("umount", view).status == 0)
+        let deleted = try box.kmsfs("snapshot", "delete", "demo", "s2")
+        #expect(deleted.status == 0, "delete s2 while the filesystem is mounted: \(deleted.stderr)")
+        #expect(try box.kmsfs("snapshot", "mount", "demo", "s1", view).status == 0)
+        #expect(try Harness.shell("sha256sum < \(view)/big").stdout == before, "s1's big file survives the delete of s2")
+        #expect(try String(contentsOfFile: view + "/a", encoding: .utf8) == "one\n")
+        #expect(try box.kmsfs("umount", view).status == 0)
+
+        let list = try box.kmsfs("snapshot", "list", "demo", "--json")
+        let rows = (try? JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]) ?? []
+        #expect(rows.map { $0["name"] as? String } == ["s1"])
+        #expect(try box.kmsfs("snapshot", "delete", "demo", "s1").status == 0)
+        let missing = try box.kmsfs("snapshot", "delete", "demo", "s1")
+        #expect(missing.status == 66 && missing.stderr.contains("no snapshot named 's1'"))
+        try box.umount()
+        // Unmounted: create and delete work directly on the store.
+        #expect(try box.kmsfs("snapshot", "create", "demo", "cold").status == 0)
+        #expect(try box.kmsfs("snapshot", "delete", "demo", "cold").status == 0)
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: box.store + "/snapshots")) ?? []
+        #expect(left == ["catalog"], "no snapshot data left behind: \(left)")
+    }
+
+    /// A tree with the things a rehydration must keep: sparse and large
+    /// files, hard links, symlinks, xattrs, modes, empty files and directories.
+    func populate(_ root: String) throws {
+        let script = """
+            set -e
+            cd \(root)
+            mkdir -p src/deep/er empty
+            cp -r \(Harness.packageRoot)/Sources/MetaStore src/
+            head -c 3000000 /dev/urandom > random.bin
+            truncate -s 50M sparse.img
+            printf 'in the middle' | dd of=sparse.img bs=1 seek=20000000 conv=notrunc status=none
+            : > empty.txt
+            echo linked > src/deep/er/file
+            ln src/deep/er/file hardlink
+            ln -s src/deep/er/file symlink
+            setfattr -n user.note -v "kept" random.bin
+            chmod 0640 random.bin
+            """
+        let r = try Harness.shell(script)
+        #expect(r.status == 0, "populate: \(r.stderr)")
+    }
+
+    /// `diff -r` plus what diff does not see: modes, link counts, xattrs, symlink targets.
+    func sameTree(_ a: String, _ b: String) throws -> String {
+        let script = """
+            diff -r --no-dereference \(a) \(b) || exit 1
+            cd \(a) && find . -printf '%p %m %n %s %l\\n' | sort > /tmp/kmsfs-tree-a.$$
+            cd \(b) && find . -printf '%p %m %n %s %l\\n' | sort > /tmp/kmsfs-tree-b.$$
+            diff /tmp/kmsfs-tree-a.$$ /tmp/kmsfs-tree-b.$$ || exit 2
+            rm -f /tmp/kmsfs-tree-?.$$
+            [ "$(getfattr --only-values -n user.note \(a)/random.bin)" = "$(getfattr --only-values -n user.note \(b)/random.bin)" ] || exit 3
+            """
+        let r = try Harness.shell(script)
+        return r.status == 0 ? "" : "trees differ (\(r.status)): \(r.stdout.prefix(800)) \(r.stderr.prefix(300))"
+    }
+
+    @Test func exportImportRoundTripIsByteIdenticalAndIdempotent() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        try populate(box.mountpoint)
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        try box.write("after-the-snapshot", "not in the bundle\n")
+        try box.umount()
+
+        let bundle = box.root + "/bundle"
+        let export = try box.kmsfs("snapshot", "export", "demo", "s1", bundle, "--json")
+        try #require(export.status == 0, "export: \(export.stderr)")
+        let summary = json(export.stdout)
+        let chunks = summary["chunks"] as? Int ?? 0
+        #expect(chunks > 0 && summary["uploadedChunks"] as? Int == chunks)
+        #expect((summary["bytes"] as? Int ?? 0) < 12_000_000, "the 50 MB sparse file's holes are not exported: \(summary)")
+        #expect(export.stderr.isEmpty, "no progress output when stderr is not a terminal: \(export.stderr)")
+        // The bundle holds ciphertext only: a plaintext marker of the tree is nowhere in it.
+        #expect(try Harness.shell("grep -r -l 'in the middle' \(bundle)").status == 1)
+
+        // Again: nothing to send (idempotent). Then two chunks lost: exactly those are resent (resumable).
+        let again = json(try box.kmsfs("snapshot", "export", "demo", "s1", bundle, "--json").stdout)
+        #expect(again["uploadedChunks"] as? Int == 0 && again["chunks"] as? Int == chunks, "\(again)")
+        #expect(try Harness.shell("find \(bundle)/chunks -type f | sort | head -2 | xargs rm").status == 0)
+        let resumed = json(try box.kmsfs("snapshot", "export", "demo", "s1", bundle, "--json").stdout)
+        #expect(resumed["uploadedChunks"] as? Int == 2, "\(resumed)")
+
+        let verify = try box.kmsfs("snapshot", "verify", bundle, "--json")
+        #expect(verify.status == 0 && json(verify.stdout)["ok"] as? Bool == true, "verify: \(verify.stderr)")
+        let imported = try box.kmsfs("snapshot", "import", bundle, "copy", "--json")
+        try #require(imported.status == 0, "import: \(imported.stderr)")
+        #expect(json(imported.stdout)["chunks"] as? Int == chunks)
+
+        let view = try directory(box, "view"), copy = try directory(box, "copy")
+        #expect(try box.kmsfs("snapshot", "mount", "demo", "s1", view).status == 0)
+        #expect(try box.kmsfs("mount", "copy", copy).status == 0)
+        #expect(try sameTree(view, copy) == "")
+        #expect(!FileManager.default.fileExists(atPath: copy + "/after-the-snapshot"))
+        // The rehydrated filesystem is a normal one: writable, and fsck-clean after unmount.
+        #expect(try Harness.shell("echo new > \(copy)/new && cat \(copy)/new").stdout == "new\n")
+        #expect(try box.kmsfs("umount", copy).status == 0)
+        #expect(try box.kmsfs("umount", view).status == 0)
+        let fsck = try box.kmsfs("fsck", "copy")
+        #expect(fsck.status == 0, "fsck of the rehydrated filesystem: \(fsck.stdout) \(fsck.stderr)")
+        let exists = try box.kmsfs("snapshot", "import", bundle, "copy")
+        #expect(exists.status == 64, "import over an existing filesystem: \(exists.stderr)")
+    }
+
+    @Test func incrementalExportSendsAboutTheChangedBytes() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        let size = 64 << 20
+        #expect(try Harness.shell("head -c \(size) /dev/urandom > \(box.mountpoint)/big").status == 0)
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        let bundle = box.root + "/bundle"
+        let full = json(try box.kmsfs("snapshot", "export", "demo", "s1", bundle, "--json").stdout)
+        #expect((full["uploadedBytes"] as? Int ?? 0) >= size)
+        // Change 1% of the file (655,360 bytes at an unaligned offset).
+        let changed = size / 100
+        #expect(try Harness.shell("head -c \(changed) /dev/urandom | dd of=\(box.mountpoint)/big bs=1 seek=10000123 conv=notrunc status=none").status == 0)
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s2").status == 0)
+        let incremental = try box.kmsfs("snapshot", "export", "demo", "s2", bundle, "--base", "s1", "--json")
+        try #require(incremental.status == 0, "incremental export: \(incremental.stderr)")
+        let sent = json(incremental.stdout)["uploadedBytes"] as? Int ?? -1
+        // 1% of the data, rounded out to the 1 MiB chunks it touches: at most 2 MiB here, i.e. about 3%.
+        #expect(sent >= changed && sent <= 2 << 20, "incremental export sent \(sent) bytes for a \(changed)-byte change")
+        #expect(Double(sent) / Double(size) < 0.035)
+        let wrongBase = try box.kmsfs("snapshot", "export", "demo", "s2", bundle, "--base", "nope")
+        #expect(wrongBase.status == 66 && wrongBase.stderr.contains("no export of snapshot 'nope'"), "\(wrongBase.stderr)")
+
+        // The incremental bundle rehydrates to s2, not s1.
+        #expect(try box.kmsfs("snapshot", "import", bundle, "two", "--snapshot", "s2").status == 0)
+        let ambiguous = try box.kmsfs("snapshot", "import", bundle, "three")
+        #expect(ambiguous.status == 64 && ambiguous.stderr.contains("--snapshot"), "\(ambiguous.stderr)")
+        let copy = try directory(box, "copy")
+        #expect(try box.kmsfs("mount", "two", copy).status == 0)
+        #expect(try Harness.shell("cmp \(copy)/big \(box.mountpoint)/big").status == 0)
+        #expect(try box.kmsfs("umount", copy).status == 0)
+        try box.umount()
+    }
+
+    @Test func tamperedBundlesAreRefusedAndLeaveNothing() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.create("other")
+        try box.mount()
+        try populate(box.mountpoint)
+        try box.umount()
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        #expect(try box.kmsfs("snapshot", "create", "other", "o1").status == 0)
+        let good = box.root + "/good", foreign = box.root + "/foreign"
+        #expect(try box.kmsfs("snapshot", "export", "demo", "s1", good).status == 0)
+        #expect(try box.kmsfs("snapshot", "export", "other", "o1", foreign).status == 0)
+        let manifest = "manifests/s1.jsonl"
+
+        func tampered(_ name: String, _ script: String) throws -> String {
+            let copy = box.root + "/" + name
+            let r = try Harness.shell("cp -a \(good) \(copy) && cd \(copy) && \(script)")
+            #expect(r.status == 0, "tampering \(name): \(r.stderr)")
+            return copy
+        }
+        // A byte flipped inside a chunk.
+        let flipped = try tampered("flipped", """
+            f=$(find chunks -type f | sort | head -1); printf '\\x5a' | dd of=$f bs=1 seek=100 conv=notrunc status=none
+            """)
+        // A chunk missing.
+        let missing = try tampered("missing", "rm $(find chunks -type f | sort | tail -1)")
+        // A manifest edited: a file's size changed.
+        let edited = try tampered("edited", #"sed -i '0,/"size":[0-9]*/s//"size":1/' \#(manifest)"#)
+        // The manifest cut short.
+        let truncated = try tampered("truncated", "head -n -1 \(manifest) > m && mv m \(manifest)")
+        // The wrapped key of another filesystem, with the manifest's hash line recomputed (a careful forger).
+        let forged = try tampered("forged", """
+            python3 - <<'EOF'
+            import hashlib, json
+            other = json.loads(open("\(foreign)/manifests/o1.jsonl").readline())
+            lines = open("\(manifest)").read().splitlines(True)
+            head = json.loads(lines[0]); head["superblock"] = other["superblock"]
+            lines[0] = json.dumps(head, sort_keys=True, separators=(",", ":")) + "\\n"
+            end = json.loads(lines[-1]); end["sha256"] = hashlib.sha256("".join(lines[:-1]).encode()).hexdigest()
+            lines[-1] = json.dumps(end, sort_keys=True, separators=(",", ":")) + "\\n"
+            open("\(manifest)", "w").write("".join(lines))
+            EOF
+            """)
+        let cases: [(String, String, Int32, String)] = [
+            ("flipped", flipped, 65, "does not match its SHA-256"),
+            ("missing", missing, 66, "is missing"),
+            ("edited", edited, 65, "was modified"),
+            ("truncated", truncated, 65, "truncated"),
+            ("forged", forged, 77, "wrong wrapped key"),
+        ]
+        for (name, bundle, code, message) in cases {
+            let r = try box.kmsfs("snapshot", "import", bundle, "victim")
+            #expect(r.status == code, "\(name): exit \(r.status): \(r.stderr)")
+            #expect(r.stderr.contains(message), "\(name): \(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").count <= 2, "\(name): one line (and a hint at most): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: box.home + "/filesystems/victim"), "\(name): a filesystem was created")
+            #expect(!FileManager.default.fileExists(atPath: box.home + "/.importing-victim"), "\(name): staging left behind")
+            if name != "forged" {
+                #expect(try box.kmsfs("snapshot", "verify", bundle).status == code, "verify \(name)")
+            }
+        }
+        // A key the KMS does not have: a bundle exported from another home (another local key).
+        let stranger = try Sandbox()
+        let r = try stranger.kmsfs("snapshot", "import", good, "victim")
+        #expect(r.status == 77 || r.status == 78, "import into a home without the key: \(r.status) \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: stranger.home + "/filesystems/victim"))
+        // The intact bundle still imports.
+        #expect(try box.kmsfs("snapshot", "import", good, "victim").status == 0)
+    }
+}
