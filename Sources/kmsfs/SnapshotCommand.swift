@@ -185,7 +185,8 @@ extension SnapshotCommand {
                         + "sent \(s.uploadedChunks) new chunks (\(StoreUsage.human(s.uploadedBytes))) in \(String(format: "%.1f", s.seconds)) s\n",
                     ["snapshot": s.snapshot, "filesystem": target.filesystem, "location": s.location, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
                      "uploadedChunks": s.uploadedChunks, "uploadedBytes": Int(s.uploadedBytes), "metadataBytes": Int(s.metadataBytes),
-                     "sentBytes": Int(destinationStore.bytesSent), "seconds": s.seconds, "base": base as Any])
+                     "sentBytes": Int(destinationStore.bytesSent), "seconds": s.seconds, "base": base as Any,
+                     "multipartUploads": (destinationStore as? S3BundleStore)?.multipartUploads ?? 0])
             }
         }
 
