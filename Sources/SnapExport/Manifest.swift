@@ -186,6 +186,7 @@ public final class ManifestReader {
         var inFile = false
         var lastOffset: UInt64?
         var lastFile: UInt64?
+        var fileEnd: UInt64 = 0
         var number = 1
         while let line = try lines.next() {
             number += 1
@@ -220,9 +221,11 @@ public final class ManifestReader {
                 inFile = true
                 lastFile = id
                 lastOffset = nil
+                fileEnd = (UInt64(size) + 4095) / 4096 * 4096
                 try body(.file(id: id, size: UInt64(size)))
             } else if let cv = o["c"] {
-                guard inFile, let c = Self.chunk(cv, chunkSize: header.chunkSize), lastOffset.map({ c.offset > $0 }) ?? true else {
+                guard inFile, let c = Self.chunk(cv, chunkSize: header.chunkSize), lastOffset.map({ c.offset > $0 }) ?? true,
+                      c.offset + UInt64(c.length) <= fileEnd else {
                     throw BundleError.corrupt("manifest line \(number): bad chunk record")
                 }
                 lastOffset = c.offset
@@ -236,7 +239,7 @@ public final class ManifestReader {
 
     static func chunk(_ value: Any, chunkSize: Int) -> ChunkReference? {
         guard let a = value as? [Any], a.count == 3, let offset = a[0] as? Int, let length = a[1] as? Int, let hex = a[2] as? String,
-              offset >= 0, offset % 4096 == 0, length > 0, length <= chunkSize, length % 4096 == 0 || offset % chunkSize == 0,
+              offset >= 0, offset <= 1 << 60, offset % 4096 == 0, length > 0, length <= chunkSize,
               hex.count == 64, let digest = [UInt8](hexString: hex) else { return nil }
         return ChunkReference(offset: UInt64(offset), length: length, sha256: digest)
     }
