@@ -19,7 +19,7 @@ check_ran() {  # label, declared, ran
 }
 check_ran "FUSE integration" "$(count '^\s*guard Harness.fuseAvailable\(\)')" "$(find "$markers" -type f ! -name 'bao-*' ! -name 'moto-*' ! -name 'kmip-*' | wc -l)"
 check_ran "OpenBao (Vault transit)" "$(count 'OpenBao.available\(\)')" "$(find "$markers" -type f -name 'bao-*' | wc -l)"
-check_ran "moto (AWS KMS)" "$(count 'Moto.available\(\)')" "$(find "$markers" -type f -name 'moto-*' | wc -l)"
+check_ran "moto (AWS KMS and S3)" "$(count 'Moto.available\(\)')" "$(find "$markers" -type f -name 'moto-*' | wc -l)"
 check_ran "PyKMIP (KMIP)" "$(count 'PyKMIP.available\(\)')" "$(find "$markers" -type f -name 'kmip-*' | wc -l)"
 if grep ' fuse.kmsfs ' /proc/self/mountinfo | grep -q 'kmsfs-it-'; then echo "FAIL: a test left a kmsfs mount behind" >&2; status=1; fi
 rm -rf "$markers"

@@ -218,6 +218,15 @@ import Testing
         // 1% of the data, rounded out to the 1 MiB chunks it touches: at most 2 MiB here, i.e. about 3%.
         #expect(sent >= changed && sent <= 2 << 20, "incremental export sent \(sent) bytes for a \(changed)-byte change")
         #expect(Double(sent) / Double(size) < 0.035)
+        // Streaming: exporting the 64 MiB file to a new place holds far less than 64 MiB
+        // (peak RSS of the whole process, Foundation included, from getrusage).
+        let measure = "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+            + "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        let rss = try Harness.run("/usr/bin/python3", ["-c", measure, Harness.binary, "snapshot", "export", "demo", "s2", box.root + "/fresh", "--home", box.home])
+        let fields = rss.stdout.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        // Under a sanitizer the shadow memory makes RSS meaningless; the exit status still counts.
+        let limit = ProcessInfo.processInfo.environment["KMSFS_SANITIZER"] == nil ? 56 * 1024 : Int.max
+        #expect(fields.count == 2 && fields[0] == 0 && fields[1] < limit, "export of a 64 MiB file: exit and peak RSS in KiB: \(rss.stdout) \(rss.stderr)")
         let wrongBase = try box.kmsfs("snapshot", "export", "demo", "s2", bundle, "--base", "nope")
         #expect(wrongBase.status == 66 && wrongBase.stderr.contains("no export of snapshot 'nope'"), "\(wrongBase.stderr)")
 
