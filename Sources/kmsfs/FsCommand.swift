@@ -101,9 +101,11 @@ struct FsCommand: ParsableCommand {
                 try Home.validateName(name)
                 let store = homeOptions.resolved.store(name)
                 guard FileManager.default.fileExists(atPath: store.superblock) else { throw MetaStoreError.storeNotFound(path: store.root) }
-                let mounted = MountTable.current().mountpoints(ofStore: store.root)
+                let table = MountTable.current()
+                let mounted = table.mountpoints(ofStore: store.root)
+                    + table.entries.filter { $0.fsType == "fuse.kmsfs" && $0.source.hasPrefix(store.root + "@") }.map(\.mountpoint)
                 guard mounted.isEmpty else {
-                    throw UserFacingError("filesystem \(name) is mounted at \(mounted.joined(separator: ", "))", hint: "kmsfs umount \(mounted[0])", exitCode: ExitCodes.usage)
+                    throw UserFacingError("filesystem \(name) (or a snapshot of it) is mounted at \(mounted.joined(separator: ", "))", hint: "kmsfs umount \(mounted[0])", exitCode: ExitCodes.usage)
                 }
                 guard yes else { throw UserFacingError("deleting \(name) destroys its data; add --yes to confirm", exitCode: ExitCodes.usage) }
                 try FileManager.default.removeItem(atPath: store.root)
