@@ -35,12 +35,14 @@ enum BundleKeys {
     static let manifestSuffix = ".jsonl"
 }
 
-/// Opens a location given on the command line: `s3://bucket/prefix` or a local directory.
+/// Opens a location given on the command line: `s3://bucket/prefix`, a
+/// single-file bundle `*.tar`, or a local directory.
 public func openBundleStore(_ location: String, endpointURL: String?, profile: String?, create: Bool) throws -> any BundleStore {
     if location.hasPrefix("s3://") {
         return try S3BundleStore(url: location, endpointURL: endpointURL, profile: profile)
     }
     guard endpointURL == nil else { throw BundleError.usage("--endpoint-url is only for s3:// locations") }
+    if location.hasSuffix(".tar") { return try TarBundleStore(path: location, create: create) }
     return try LocalBundleStore(root: location, create: create)
 }
 

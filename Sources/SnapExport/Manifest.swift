@@ -158,6 +158,7 @@ public final class ManifestReader {
     /// totals must match. Returns the totals.
     @discardableResult
     public func verify() throws -> ManifestTotals {
+        try checkHash()
         var counted = ManifestTotals()
         var sawEnd = false
         try forEach(checkingHash: true) { record in
@@ -177,64 +178,29 @@ public final class ManifestReader {
         return counted
     }
 
-    /// Streams the records after the header (the end line last).
-    public func forEach(checkingHash: Bool = false, _ body: (ManifestRecord) throws -> Void) throws {
+    /// First pass: the SHA-256 of every line but the last must be the one the
+    /// last line states, so an edit is reported as such, before any parsing.
+    func checkHash() throws {
         var lines = try LineReader(path: path)
         let hash = SHA256Stream()
-        guard let first = try lines.next() else { throw BundleError.corrupt("the manifest is empty") }
-        hash.update(first + [0x0a])
-        var inFile = false
-        var lastOffset: UInt64?
-        var lastFile: UInt64?
-        var fileEnd: UInt64 = 0
-        var number = 1
+        var previous: [UInt8]?
         while let line = try lines.next() {
-            number += 1
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
-                throw BundleError.corrupt("manifest line \(number) is not JSON")
-            }
-            if let end = o["end"] as? [String: Any] {
-                guard let files = end["files"] as? Int, let chunks = end["chunks"] as? Int, let bytes = end["bytes"] as? Int,
-                      let meta = end["metadataBytes"] as? Int, let digest = o["sha256"] as? String, files >= 0, chunks >= 0, bytes >= 0, meta >= 0 else {
-                    throw BundleError.corrupt("manifest line \(number): bad end line")
-                }
-                if checkingHash && hash.finalize().hexString != digest {
-                    throw BundleError.corrupt("the manifest was modified (its SHA-256 does not match its end line)")
-                }
-                guard try lines.next() == nil else { throw BundleError.corrupt("manifest line \(number + 1): data after the end line") }
-                var totals = ManifestTotals()
-                totals.files = files
-                totals.chunks = chunks
-                totals.bytes = UInt64(bytes)
-                totals.metadataBytes = UInt64(meta)
-                try body(.end(totals))
-                return
-            }
-            hash.update(line + [0x0a])
-            if let m = o["m"] {
-                guard !inFile, let c = Self.chunk(m, chunkSize: header.chunkSize) else { throw BundleError.corrupt("manifest line \(number): bad metadata chunk") }
-                try body(.metadataChunk(c))
-            } else if let f = o["f"] as? String {
-                guard f.count == 16, let id = UInt64(f, radix: 16), let size = o["size"] as? Int, size >= 0, lastFile.map({ id > $0 }) ?? true else {
-                    throw BundleError.corrupt("manifest line \(number): bad file record")
-                }
-                inFile = true
-                lastFile = id
-                lastOffset = nil
-                fileEnd = (UInt64(size) + 4095) / 4096 * 4096
-                try body(.file(id: id, size: UInt64(size)))
-            } else if let cv = o["c"] {
-                guard inFile, let c = Self.chunk(cv, chunkSize: header.chunkSize), lastOffset.map({ c.offset > $0 }) ?? true,
-                      c.offset + UInt64(c.length) <= fileEnd else {
-                    throw BundleError.corrupt("manifest line \(number): bad chunk record")
-                }
-                lastOffset = c.offset
-                try body(.chunk(c))
-            } else {
-                throw BundleError.corrupt("manifest line \(number): unknown record")
-            }
+            if let previous { hash.update(previous + [0x0a]) }
+            previous = line
         }
-        throw BundleError.corrupt("the manifest is truncated (no end line)")
+        guard let last = previous, let end = try? JSONSerialization.jsonObject(with: Data(last)) as? [String: Any], end["end"] != nil,
+              let digest = end["sha256"] as? String else {
+            throw BundleError.corrupt("the manifest is truncated (no end line)")
+        }
+        guard hash.finalize().hexString == digest else {
+            throw BundleError.corrupt("the manifest was modified (its SHA-256 does not match its end line)")
+        }
+    }
+
+    /// Streams the records after the header (the end line last).
+    public func forEach(checkingHash: Bool = false, _ body: (ManifestRecord) throws -> Void) throws {
+        let cursor = try ManifestCursor(self, checkingHash: checkingHash)
+        while let record = try cursor.next() { try body(record) }
     }
 
     static func chunk(_ value: Any, chunkSize: Int) -> ChunkReference? {
@@ -242,6 +208,78 @@ public final class ManifestReader {
               offset >= 0, offset <= 1 << 60, offset % 4096 == 0, length > 0, length <= chunkSize,
               hex.count == 64, let digest = [UInt8](hexString: hex) else { return nil }
         return ChunkReference(offset: UInt64(offset), length: length, sha256: digest)
+    }
+}
+
+/// Reads a manifest's records one at a time (pull), checking order and
+/// structure as it goes; the end record comes last, then nil.
+final class ManifestCursor {
+    private let reader: ManifestReader
+    private let checkingHash: Bool
+    private var lines: LineReader
+    private let hash = SHA256Stream()
+    private var inFile = false
+    private var lastOffset: UInt64?
+    private var lastFile: UInt64?
+    private var fileEnd: UInt64 = 0
+    private var number = 1
+    private var finished = false
+
+    init(_ reader: ManifestReader, checkingHash: Bool) throws {
+        self.reader = reader
+        self.checkingHash = checkingHash
+        lines = try LineReader(path: reader.path)
+        guard let first = try lines.next() else { throw BundleError.corrupt("the manifest is empty") }
+        hash.update(first + [0x0a])
+    }
+
+    func next() throws -> ManifestRecord? {
+        guard !finished else { return nil }
+        guard let line = try lines.next() else { throw BundleError.corrupt("the manifest is truncated (no end line)") }
+        number += 1
+        guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
+            throw BundleError.corrupt("manifest line \(number) is not JSON")
+        }
+        if let end = o["end"] as? [String: Any] {
+            guard let files = end["files"] as? Int, let chunks = end["chunks"] as? Int, let bytes = end["bytes"] as? Int,
+                  let meta = end["metadataBytes"] as? Int, let digest = o["sha256"] as? String, files >= 0, chunks >= 0, bytes >= 0, meta >= 0 else {
+                throw BundleError.corrupt("manifest line \(number): bad end line")
+            }
+            if checkingHash && hash.finalize().hexString != digest {
+                throw BundleError.corrupt("the manifest was modified (its SHA-256 does not match its end line)")
+            }
+            guard try lines.next() == nil else { throw BundleError.corrupt("manifest line \(number + 1): data after the end line") }
+            finished = true
+            var totals = ManifestTotals()
+            totals.files = files
+            totals.chunks = chunks
+            totals.bytes = UInt64(bytes)
+            totals.metadataBytes = UInt64(meta)
+            return .end(totals)
+        }
+        if checkingHash { hash.update(line + [0x0a]) }
+        let chunkSize = reader.header.chunkSize
+        if let m = o["m"] {
+            guard !inFile, let c = ManifestReader.chunk(m, chunkSize: chunkSize) else { throw BundleError.corrupt("manifest line \(number): bad metadata chunk") }
+            return .metadataChunk(c)
+        } else if let f = o["f"] as? String {
+            guard f.count == 16, let id = UInt64(f, radix: 16), let size = o["size"] as? Int, size >= 0, lastFile.map({ id > $0 }) ?? true else {
+                throw BundleError.corrupt("manifest line \(number): bad file record")
+            }
+            inFile = true
+            lastFile = id
+            lastOffset = nil
+            fileEnd = (UInt64(size) + 4095) / 4096 * 4096
+            return .file(id: id, size: UInt64(size))
+        } else if let cv = o["c"] {
+            guard inFile, let c = ManifestReader.chunk(cv, chunkSize: chunkSize), lastOffset.map({ c.offset > $0 }) ?? true,
+                  c.offset + UInt64(c.length) <= fileEnd else {
+                throw BundleError.corrupt("manifest line \(number): bad chunk record")
+            }
+            lastOffset = c.offset
+            return .chunk(c)
+        }
+        throw BundleError.corrupt("manifest line \(number): unknown record")
     }
 }
 

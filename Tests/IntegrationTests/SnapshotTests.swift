@@ -197,6 +197,46 @@ import Testing
         #expect(exists.status == 64, "import over an existing filesystem: \(exists.stderr)")
     }
 
+    @Test func singleFileTarBundle() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        try populate(box.mountpoint)
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        try box.write("later", "after s1\n")
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s2").status == 0)
+        let tar = box.root + "/demo.tar"
+        let first = json(try box.kmsfs("snapshot", "export", "demo", "s1", tar, "--json").stdout)
+        #expect((first["uploadedChunks"] as? Int ?? 0) > 0, "\(first)")
+        // Into the same file: only what s2 adds is appended, and it stays a valid tar archive.
+        let size1 = (try FileManager.default.attributesOfItem(atPath: tar)[.size] as? Int) ?? 0
+        let second = json(try box.kmsfs("snapshot", "export", "demo", "s2", tar, "--json").stdout)
+        #expect((second["uploadedChunks"] as? Int ?? -1) <= 2, "s2 differs by one small file and the metadata: \(second)")
+        let size2 = (try FileManager.default.attributesOfItem(atPath: tar)[.size] as? Int) ?? 0
+        #expect(size2 - size1 < 512 << 10, "appended \(size2 - size1) bytes")
+        let listing = try Harness.run("/bin/tar", ["tf", tar])
+        #expect(listing.status == 0 && listing.stdout.contains("manifests/s1.jsonl") && listing.stdout.contains("manifests/s2.jsonl"), "tar tf: \(listing.stderr)")
+        // tar xf gives the directory layout, which imports too.
+        let unpacked = try directory(box, "unpacked")
+        #expect(try Harness.run("/bin/tar", ["xf", tar, "-C", unpacked]).status == 0)
+        #expect(try box.kmsfs("snapshot", "verify", unpacked, "--snapshot", "s2").status == 0)
+        #expect(try box.kmsfs("snapshot", "verify", tar, "--snapshot", "s1").status == 0)
+        let imported = try box.kmsfs("snapshot", "import", tar, "fromtar", "--snapshot", "s2")
+        try #require(imported.status == 0, "import from a tar bundle: \(imported.stderr)")
+        let copy = try directory(box, "copy")
+        #expect(try box.kmsfs("mount", "fromtar", copy).status == 0)
+        #expect(try sameTree(box.mountpoint, copy) == "")
+        #expect(try box.kmsfs("umount", copy).status == 0)
+        try box.umount()
+        // A tar cut short in the middle of a member: that member is dropped, the rest still reads.
+        let cut = box.root + "/cut.tar"
+        #expect(try Harness.shell("head -c \(size1 + 1000) \(tar) > \(cut)").status == 0)
+        #expect(try box.kmsfs("snapshot", "verify", cut, "--snapshot", "s1").status == 0)
+        let missing = try box.kmsfs("snapshot", "verify", cut, "--snapshot", "s2")
+        #expect(missing.status == 66, "s2's manifest was in the cut part: \(missing.stderr)")
+    }
+
     @Test func incrementalExportSendsAboutTheChangedBytes() throws {
         guard Harness.fuseAvailable() else { return }
         let box = try Sandbox()
