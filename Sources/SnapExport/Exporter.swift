@@ -17,6 +17,10 @@ public struct ExportSummary: Sendable {
     public var uploadedChunks = 0
     public var uploadedBytes: UInt64 = 0
     public var metadataBytes: UInt64 = 0
+    /// Files whose chunk list came from the base export without reading them (unchanged since the base).
+    public var reusedFiles = 0
+    /// Ciphertext bytes read from the store to hash.
+    public var readBytes: UInt64 = 0
     public var seconds = 0.0
 }
 
@@ -41,12 +45,16 @@ public struct Exporter {
         var summary = ExportSummary(snapshot: info.name, location: destination.location)
         let paths = SnapshotPaths(storeRoot: store.root)
         let superblock = try SuperblockFile.read(store.superblock)
+        var reuse: BaseReuse?
+        var baseManifest: ManifestReader?
+        defer { if let baseManifest { unlink(baseManifest.path) } }
         if let base {
             let manifest = try fetchManifest(base, from: destination)
-            defer { unlink(manifest.path) }
+            baseManifest = manifest
             guard manifest.header.filesystemUUID == superblock.uuidString else {
                 throw BundleError.mismatch("the base export '\(base)' at \(destination.location) is of filesystem \(manifest.header.filesystemUUID), not \(superblock.uuidString)")
             }
+            reuse = try BaseReuse(manifest: manifest, snapshot: info, paths: paths, chunkSize: chunkSize)
         }
         let header = ManifestHeader(filesystemUUID: superblock.uuidString, snapshotID: info.id, snapshotName: info.name, created: info.created,
                                     chunkSize: chunkSize, superblock: try superblock.encodeSlot(), base: base)
@@ -93,6 +101,28 @@ public struct Exporter {
         try MetadataStore.forEachRegularFile(inImage: image) { id, size in
             try writer.add(.file(id: id, size: size))
             summary.files += 1
+            let reused = try reuse?.copyChunks(of: id, size: size, into: writer) { c in
+                // Present at the destination, as the base export left it? Else read and send just that chunk.
+                guard try !destination.exists(BundleKeys.chunk(c.hex), size: c.length) else { return }
+                let live = try overlay.openLive(id)
+                defer { if live >= 0 { close(live) } }
+                let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<c.length])
+                try overlay.read(id, liveFD: live, first: c.offset / UInt64(DataStore.blockSize), into: slice)
+                summary.readBytes += UInt64(c.length)
+                guard SHA256.hash(UnsafeRawBufferPointer(slice)) == c.sha256 else {
+                    throw BundleError.mismatch("file \(id) at offset \(c.offset) differs from the base export although it is recorded as unchanged; export without --base")
+                }
+                try destination.put(BundleKeys.chunk(c.hex), bytes: UnsafeRawBufferPointer(slice), sha256: c.sha256)
+                summary.uploadedChunks += 1
+                summary.uploadedBytes += UInt64(c.length)
+            }
+            if let reused {
+                summary.reusedFiles += 1
+                summary.chunks += reused.chunks
+                summary.bytes += reused.bytes
+                progress.advance(Int((size + 4095) / 4096 * 4096), chunk: false)
+                return
+            }
             let live = try overlay.openLive(id)
             defer { if live >= 0 { close(live) } }
             let unit = UInt64(DataStore.blockSize)
@@ -102,6 +132,7 @@ public struct Exporter {
                 let length = Int(min(UInt64(chunkSize), end - position))
                 let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
                 try overlay.read(id, liveFD: live, first: position / unit, into: slice)
+                summary.readBytes += UInt64(length)
                 if !slice.allSatisfy({ $0 == 0 }) {
                     var (reference, sent) = try send(slice)
                     reference.offset = position
@@ -124,6 +155,70 @@ public struct Exporter {
         progress.finish()
         summary.seconds = progress.elapsed
         return summary
+    }
+}
+
+/// Incremental export without reading unchanged files: a file that has no
+/// copy-before-write record (delta or whole copy) in the base snapshot or any
+/// snapshot between it and the exported one did not change in between, so its
+/// chunks are the base export's, copied from the base manifest (streamed in
+/// step, both are in file id order). Used only when the base snapshot still
+/// exists here, was exported with the same chunk size, and the sizes agree.
+struct BaseReuse {
+    let cursor: ManifestCursor
+    let limit: UInt64
+    let changed: Set<UInt64>
+    private var lookahead: ManifestRecord?
+
+    init?(manifest: ManifestReader, snapshot: SnapshotInfo, paths: SnapshotPaths, chunkSize: Int) throws {
+        let catalog = try SnapshotCatalog.load(paths)
+        guard let base = catalog.snapshots.first(where: { $0.name == manifest.header.snapshotName }), !base.deleting,
+              base.id == manifest.header.snapshotID, base.id < snapshot.id, manifest.header.chunkSize == chunkSize else { return nil }
+        var changed = Set<UInt64>()
+        for s in catalog.snapshots where s.id >= base.id && s.id < snapshot.id {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.deltaDirectory(s))) ?? [] {
+                if let id = UInt64(name.prefix(16), radix: 16) { changed.insert(id) }
+            }
+        }
+        self.changed = changed
+        limit = base.fileIDLimit
+        cursor = try ManifestCursor(manifest, checkingHash: false)
+    }
+
+    /// Writes the base export's chunk records of file `id` and returns their
+    /// count and bytes, or nil when the file must be read.
+    /// `ensure` is called for each chunk (to re-send one the destination lost).
+    mutating func copyChunks(of id: UInt64, size: UInt64, into writer: ManifestWriter,
+                             ensure: (ChunkReference) throws -> Void) throws -> (chunks: Int, bytes: UInt64)? {
+        guard id < limit, !changed.contains(id) else { return nil }
+        while true {
+            guard let record = try lookahead ?? cursor.next() else { return nil }
+            lookahead = nil
+            switch record {
+            case .file(let baseID, let baseSize) where baseID >= id:
+                guard baseID == id, baseSize == size else {
+                    lookahead = record
+                    return nil
+                }
+                var result = (chunks: 0, bytes: UInt64(0))
+                while let next = try cursor.next() {
+                    guard case .chunk(let c) = next else {
+                        lookahead = next
+                        break
+                    }
+                    try ensure(c)
+                    try writer.add(.chunk(c))
+                    result.chunks += 1
+                    result.bytes += UInt64(c.length)
+                }
+                return result
+            case .end:
+                lookahead = record
+                return nil
+            default:
+                continue
+            }
+        }
     }
 }
 

@@ -186,7 +186,8 @@ extension SnapshotCommand {
                     ["snapshot": s.snapshot, "filesystem": target.filesystem, "location": s.location, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
                      "uploadedChunks": s.uploadedChunks, "uploadedBytes": Int(s.uploadedBytes), "metadataBytes": Int(s.metadataBytes),
                      "sentBytes": Int(destinationStore.bytesSent), "seconds": s.seconds, "base": base as Any,
-                     "multipartUploads": (destinationStore as? S3BundleStore)?.multipartUploads ?? 0])
+                     "multipartUploads": (destinationStore as? S3BundleStore)?.multipartUploads ?? 0,
+                     "reusedFiles": s.reusedFiles, "readBytes": Int(s.readBytes)])
             }
         }
 
