@@ -53,16 +53,8 @@ public final class DataStore: Sendable {
     public func fileIDs() throws -> Set<UInt64> {
         var ids = Set<UInt64>()
         for sub in (0..<256).map({ directory + "/" + [UInt8($0)].hexString }) {
-            guard let dir = opendir(sub) else {
-                if errno == ENOENT { continue }
-                throw MetaStoreError.io(operation: "opendir", path: sub, errno: errno)
-            }
-            defer { closedir(dir) }
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name.count == 16, let id = UInt64(name, radix: 16) { ids.insert(id) }
+            for name in try directoryEntries(sub) where name.count == 16 {
+                if let id = UInt64(name, radix: 16) { ids.insert(id) }
             }
         }
         return ids

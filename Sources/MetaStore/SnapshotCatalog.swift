@@ -168,19 +168,24 @@ func makeDirectory(_ path: String) throws {
     guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw MetaStoreError.io(operation: "mkdir", path: path, errno: errno) }
 }
 
-/// Removes a directory tree (snapshot directories hold only files and one level of subdirectories).
-public func removeTree(_ path: String) throws {
+/// The names in a directory (without . and ..); none if it does not exist.
+func directoryEntries(_ path: String) throws -> [String] {
     guard let dir = opendir(path) else {
-        if errno == ENOENT { return }
+        if errno == ENOENT { return [] }
         throw MetaStoreError.io(operation: "opendir", path: path, errno: errno)
     }
+    defer { closedir(dir) }
     var names: [String] = []
     while let entry = readdir(dir) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         if name != "." && name != ".." { names.append(name) }
     }
-    closedir(dir)
-    for name in names {
+    return names
+}
+
+/// Removes a directory tree (snapshot directories hold only files and one level of subdirectories).
+public func removeTree(_ path: String) throws {
+    for name in try directoryEntries(path) {
         let child = path + "/" + name
         var st = stat()
         guard lstat(child, &st) == 0 else { continue }

@@ -97,16 +97,55 @@ public struct SnapshotManager: Sendable {
         try syncDirectory(containing: paths.delta(older, 0))
     }
 
-    private func deltaFileIDs(_ s: SnapshotInfo) throws -> Set<UInt64> {
-        let directory = paths.deltaDirectory(s)
-        guard let dir = opendir(directory) else {
-            if errno == ENOENT { return [] }
-            throw MetaStoreError.io(operation: "opendir", path: directory, errno: errno)
+    /// fsck of the snapshots: the catalog parses; each snapshot has its
+    /// metadata copy, which passes SQLite's integrity check; every delta file
+    /// has a valid header for its file id. Directories no catalog entry names
+    /// (left by a create that crashed) are strays; `repair` removes them.
+    public func check(repair: Bool, into report: inout ConsistencyReport) {
+        let catalog: SnapshotCatalog
+        do { catalog = try SnapshotCatalog.load(paths) } catch {
+            report.problems.append("snapshot catalog: \(error)")
+            report.unrepairable.append("the snapshot catalog \(paths.catalog) is unreadable")
+            return
         }
-        defer { closedir(dir) }
+        for s in catalog.snapshots {
+            if s.deleting {
+                report.problems.append("snapshot \(s.name): a delete did not finish")
+                report.unrepairable.append("run 'kmsfs snapshot delete' for \(s.name) again")
+            }
+            do {
+                let db = try SQLiteDatabase(path: paths.metadata(s), create: false, readOnly: true)
+                var result: [String] = []
+                try db.query("PRAGMA integrity_check") { result.append($0.text(0)) }
+                if result != ["ok"] { throw MetaStoreError.database(operation: "integrity_check", message: result.prefix(3).joined(separator: "; ")) }
+            } catch {
+                report.problems.append("snapshot \(s.name): metadata copy: \(error)")
+                report.unrepairable.append("snapshot \(s.name) is damaged; delete it")
+            }
+            for id in (try? deltaFileIDs(s)) ?? [] where access(paths.delta(s, id), F_OK) == 0 {
+                do { _ = try DeltaWriter.openExisting(path: paths.delta(s, id), fileID: id) } catch {
+                    report.problems.append("snapshot \(s.name): delta of file \(id): \(error)")
+                    report.unrepairable.append("snapshot \(s.name) is damaged; delete it")
+                }
+            }
+        }
+        let known = Set(catalog.snapshots.map(\.directoryName))
+        let entries = (try? directoryEntries(paths.root)) ?? []
+        for name in entries where name.count == 8 && UInt32(name, radix: 16) != nil && !known.contains(name) {
+            report.problems.append("stray snapshot directory \(name) (a create that did not finish)")
+            guard repair else { continue }
+            do {
+                try removeTree(paths.root + "/" + name)
+                report.repairs.append("removed stray snapshot directory \(name)")
+            } catch {
+                report.unrepairable.append("cannot remove \(paths.root)/\(name): \(error)")
+            }
+        }
+    }
+
+    private func deltaFileIDs(_ s: SnapshotInfo) throws -> Set<UInt64> {
         var ids = Set<UInt64>()
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        for name in try directoryEntries(paths.deltaDirectory(s)) {
             if let id = UInt64(name.prefix(16), radix: 16), name.count == 16 || name.hasSuffix(".whole") { ids.insert(id) }
         }
         return ids

@@ -35,7 +35,8 @@ struct FsckCommand: ParsableCommand {
             let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, exclusive: true)
             // With the preserver, repairs that delete data (orphans, strays) keep what snapshots still need.
             let data = DataStore(directory: store.data, cipher: keys.data, preserver: try SnapshotPreserver(storeRoot: store.root))
-            let report = try metadata.check(repair: repair, data: data)
+            var report = try metadata.check(repair: repair, data: data)
+            SnapshotManager(store: store).check(repair: repair, into: &report)
             try metadata.sync()
             withExtendedLifetime(lock) {}
             let left = repair ? report.unrepairable : report.problems
