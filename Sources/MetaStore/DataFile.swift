@@ -55,8 +55,7 @@ public final class DataFile: @unchecked Sendable {
     /// ciphertext file becomes the snapshot's whole copy (O(1), not a copy)
     /// and a new empty one takes its place. Returns false if not applicable.
     private func retireForTruncation() throws -> Bool {
-        guard let preserver, preserver.protects(id.rawValue) != nil else { return false }
-        guard try preserver.retire(id.rawValue, livePath: path) else { return false }
+        guard let preserver, try preserver.keepWhole(id.rawValue, livePath: path) else { return false }
         let fresh = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fresh >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
         close(fd)

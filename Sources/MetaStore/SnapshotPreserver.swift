@@ -47,25 +47,26 @@ public final class SnapshotPreserver: Sendable {
         return try DeltaWriter.create(path: path, fileID: id, baseUnits: units)
     }
 
-    /// Takes the live ciphertext file of `id` out of the way: moved into the
-    /// newest snapshot when that snapshot still needs it, else deleted.
-    /// Returns true when it was moved (the caller then starts a new empty file).
-    @discardableResult
-    func retire(_ id: UInt64, livePath: String) throws -> Bool {
-        if let latest = protects(id) {
-            let whole = paths.whole(latest, id)
-            if access(whole, F_OK) != 0 {
-                guard rename(livePath, whole) == 0 else {
-                    if errno == ENOENT { return false }  // never written: nothing to keep
-                    throw MetaStoreError.io(operation: "rename", path: livePath, errno: errno)
-                }
-                try syncDirectory(containing: whole)
-                try syncDirectory(containing: livePath)
-                return true
-            }
+    /// Moves the live ciphertext file of `id` into the newest snapshot as its
+    /// whole copy, if that snapshot needs the file and has no whole copy yet.
+    /// Returns true when it moved (the caller then starts a new empty file).
+    func keepWhole(_ id: UInt64, livePath: String) throws -> Bool {
+        guard let latest = protects(id) else { return false }
+        let whole = paths.whole(latest, id)
+        guard access(whole, F_OK) != 0 else { return false }
+        guard rename(livePath, whole) == 0 else {
+            if errno == ENOENT { return false }  // never written: nothing to keep
+            throw MetaStoreError.io(operation: "rename", path: livePath, errno: errno)
         }
+        try syncDirectory(containing: whole)
+        try syncDirectory(containing: livePath)
+        return true
+    }
+
+    /// A deleted file: moved into the newest snapshot when it still needs it, else unlinked.
+    func retire(_ id: UInt64, livePath: String) throws {
+        if try keepWhole(id, livePath: livePath) { return }
         guard unlink(livePath) == 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "unlink", path: livePath, errno: errno) }
-        return false
     }
 }
 
