@@ -135,7 +135,7 @@ enum Trampolines {
             Trampolines.reply(req) {
                 var target = try Trampolines.fs(req).readLink(InodeNumber(ino))
                 target.append(0)
-                target.withUnsafeBufferPointer { fuse_reply_readlink(req, UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self)) }
+                _ = target.withUnsafeBufferPointer { fuse_reply_readlink(req, UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self)) }
             }
         }
         ops.mknod = { req, parent, name, mode, rdev in
@@ -280,7 +280,7 @@ enum Trampolines {
         } else if value.count > size {
             fuse_reply_err(req, ERANGE)
         } else {
-            value.withUnsafeBufferPointer { fuse_reply_buf(req, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
+            _ = value.withUnsafeBufferPointer { fuse_reply_buf(req, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
         }
     }
 

@@ -45,9 +45,12 @@ public struct SnapshotManager: Sendable {
         guard let index = catalog.snapshots.firstIndex(where: { $0.name == name }) else { throw SnapshotError.notFound(name) }
         let target = catalog.snapshots[index]
         let older = index > 0 ? catalog.snapshots[index - 1] : nil
-        for s in [target] + (older.map { [$0] } ?? []) where SharedFileLock.isHeld(paths.lock(s)) {
-            throw SnapshotError.mounted(s.name)
+        var held: [FileLock] = []
+        for s in [target] + (older.map { [$0] } ?? []) {
+            guard let lock = try FileLock(path: paths.lock(s), exclusive: true) else { throw SnapshotError.mounted(s.name) }
+            held.append(lock)
         }
+        defer { withExtendedLifetime(held) {} }
         if !target.deleting {
             catalog.snapshots[index].deleting = true
             try catalog.save(paths)
@@ -167,31 +170,40 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .exists(let n): return "a snapshot named '\(n)' already exists"
         case .notFound(let n): return "no snapshot named '\(n)'"
-        case .mounted(let n): return "snapshot '\(n)' is mounted; unmount it first"
+        case .mounted(let n): return "snapshot '\(n)' is in use (mounted, being exported or deleted); unmount it or wait"
         case .deleting(let n): return "snapshot '\(n)' is being deleted; run 'kmsfs snapshot delete' again to finish"
         }
     }
 }
 
-/// A shared flock held for the life of the object: a mounted snapshot view
-/// holds its snapshot's, so a delete (which checks it) cannot change the
-/// deltas under a reader. `isHeld` answers for any flock, shared or exclusive.
-public final class SharedFileLock: Sendable {
+/// A flock held for the life of the object, taken without waiting. A
+/// mounted snapshot view and an export hold their snapshot's shared; a delete
+/// holds the deleted and the next older snapshot's exclusive while it merges,
+/// so no reader sees deltas change under it.
+public final class FileLock: Sendable {
     private let fd: Int32
 
-    public init(path: String) throws {
+    /// nil when another process holds it in a conflicting mode.
+    public init?(path: String, exclusive: Bool) throws {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
-        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else {
+        guard flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0 else {
             let e = errno
             close(fd)
+            if e == EWOULDBLOCK { return nil }
             throw MetaStoreError.io(operation: "flock", path: path, errno: e)
         }
     }
 
+    /// `info`'s lock, shared; throws `SnapshotError.mounted` while a delete holds it.
+    public static func shared(_ info: SnapshotInfo, paths: SnapshotPaths) throws -> FileLock {
+        guard let lock = try FileLock(path: paths.lock(info), exclusive: false) else { throw SnapshotError.mounted(info.name) }
+        return lock
+    }
+
     deinit { close(fd) }
 
-    /// Whether some process holds it.
+    /// Whether some process holds it (shared or exclusive).
     public static func isHeld(_ path: String) -> Bool {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }

@@ -44,6 +44,9 @@ public struct Exporter {
     public func export(snapshot info: SnapshotInfo, to destination: any BundleStore, base: String?, progress enabled: Bool) throws -> ExportSummary {
         var summary = ExportSummary(snapshot: info.name, location: destination.location)
         let paths = SnapshotPaths(storeRoot: store.root)
+        // Held like a mounted view's: a snapshot delete must not merge deltas under this reader.
+        let inUse = try FileLock.shared(info, paths: paths)
+        defer { withExtendedLifetime(inUse) {} }
         let superblock = try SuperblockFile.read(store.superblock)
         var reuse: BaseReuse?
         var baseManifest: ManifestReader?

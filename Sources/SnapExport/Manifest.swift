@@ -70,7 +70,7 @@ final class ManifestWriter {
 
     init(path: String, header: ManifestHeader) throws {
         self.path = path
-        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
         guard let handle = FileHandle(forWritingAtPath: path) else { throw BundleError.io("cannot create \(path)") }
         self.handle = handle
         var object: [String: Any] = [

@@ -16,9 +16,9 @@ enum Daemon {
 
     static func spawnAndWait(arguments: [String], logPath: String, home: Home) throws {
         let process = Process()
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        process.executableURL = URL(fileURLWithPath: length > 0 ? String(cString: buffer) : arguments[0])
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let length = buffer.withUnsafeMutableBytes { readlink("/proc/self/exe", $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count - 1) }
+        process.executableURL = URL(fileURLWithPath: length > 0 ? String(decoding: buffer.prefix(length), as: UTF8.self) : arguments[0])
         process.arguments = Array(arguments.dropFirst())
         var environment = ProcessInfo.processInfo.environment
         environment[MountCommand.daemonChildVariable] = "1"

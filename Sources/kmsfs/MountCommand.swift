@@ -131,7 +131,7 @@ extension MountCommand {
     func serveSnapshot(_ name: String, home: Home, store: StorePaths, mountpoint: String, notify: Bool) throws {
         let manager = SnapshotManager(store: store)
         let info = try SnapshotRequests.usable(name, manager: manager)
-        let viewLock = try SharedFileLock(path: manager.paths.lock(info))
+        let viewLock = try FileLock.shared(info, paths: manager.paths)
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
         let (_, keys, _) = try Unlock.open(store, home: home, passphrase: passphrase)
         let metadata = try MetadataStore(path: manager.paths.metadata(info), names: keys.names, create: false, readOnly: true)

@@ -32,5 +32,5 @@ final class StoreLock {
     deinit { close(fd) }
 
     /// Whether some process holds the lock right now.
-    static func isHeld(_ path: String) -> Bool { SharedFileLock.isHeld(path) }
+    static func isHeld(_ path: String) -> Bool { FileLock.isHeld(path) }
 }

@@ -61,7 +61,7 @@ struct BadInputTests {
         try box.create()
         var r = try box.kmsfs("mount", "demo", box.root + "/nope")
         #expect(r.status == 71 && r.stderr.contains("does not exist"))
-        FileManager.default.createFile(atPath: box.root + "/file", contents: Data())
+        _ = FileManager.default.createFile(atPath: box.root + "/file", contents: Data())
         r = try box.kmsfs("mount", "demo", box.root + "/file")
         #expect(r.status == 71 && r.stderr.contains("not a directory"))
         try box.mount()

@@ -89,7 +89,7 @@ struct SnapshotDeltaTests {
                 let name = "s\(counter)"
                 let limit = nextID
                 _ = try manager.create(name: name, now: UInt64(step)) { path in
-                    FileManager.default.createFile(atPath: path, contents: Data())
+                    _ = FileManager.default.createFile(atPath: path, contents: Data())
                     return limit
                 }
                 try preserver.reload()
@@ -140,7 +140,7 @@ struct SnapshotDeltaTests {
         try big.withUnsafeBytes { try f.write(offset: 0, data: $0, fileSize: 0) }
         let manager = SnapshotManager(store: store)
         let info = try manager.create(name: "a", now: 1) { path in
-            FileManager.default.createFile(atPath: path, contents: Data())
+            _ = FileManager.default.createFile(atPath: path, contents: Data())
             return 8
         }
         try preserver.reload()

@@ -105,7 +105,7 @@ struct SuperblockTests {
     func missing() {
         #expect(throws: MetaStoreError.superblock(path: "/nonexistent/sb", problem: .missing)) { try SuperblockFile.read("/nonexistent/sb") }
         let path = tempPath("empty")
-        FileManager.default.createFile(atPath: path, contents: Data())
+        _ = FileManager.default.createFile(atPath: path, contents: Data())
         #expect(throws: MetaStoreError.superblock(path: path, problem: .truncated(bytes: 0))) { try SuperblockFile.read(path) }
     }
 }

@@ -39,7 +39,7 @@ struct ManifestFuzzTests {
     func outcome(_ bytes: [UInt8]) -> Error? {
         let path = tempPath("case")
         defer { unlink(path) }
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         do {
             let reader = try ManifestReader(path: path)
             try reader.verify()
