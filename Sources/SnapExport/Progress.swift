@@ -16,10 +16,11 @@ public final class Progress {
     public private(set) var chunks = 0
     public private(set) var transferredBytes: UInt64 = 0
 
-    public init(verb: String, totalBytes: UInt64, enabled: Bool = isatty(2) == 1) {
+    /// `enabled: false` silences it even on a terminal (--json).
+    public init(verb: String, totalBytes: UInt64, enabled: Bool = true) {
         self.verb = verb
         self.totalBytes = totalBytes
-        self.enabled = enabled
+        self.enabled = enabled && isatty(2) == 1
     }
 
     /// Records `count` bytes processed, of which `transferred` were sent or received.

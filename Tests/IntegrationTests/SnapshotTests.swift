@@ -232,6 +232,11 @@ import Testing
         // Again: nothing to send (idempotent). Then two chunks lost: exactly those are resent (resumable).
         let again = json(try box.kmsfs("snapshot", "export", "demo", "s1", bundle, "--json").stdout)
         #expect(again["uploadedChunks"] as? Int == 0 && again["chunks"] as? Int == chunks, "\(again)")
+        // Progress: none when stderr is not a terminal, a line with rate and chunk count when it is (script(1) gives a pty).
+        let quiet = try box.kmsfs("snapshot", "verify", bundle)
+        #expect(quiet.status == 0 && quiet.stderr.isEmpty && quiet.stdout.contains("is intact"), "\(quiet.stderr)")
+        let tty = try Harness.run("/usr/bin/script", ["-qec", "\(Harness.binary) snapshot verify \(bundle)", "/dev/null"])
+        #expect(tty.status == 0 && tty.stdout.contains("verify s1: ") && tty.stdout.contains("chunks") && tty.stdout.contains("/s"), "progress on a terminal: \(tty.stdout.suffix(300))")
         #expect(try Harness.shell("find \(bundle)/chunks -type f | sort | head -2 | xargs rm").status == 0)
         let resumed = json(try box.kmsfs("snapshot", "export", "demo", "s1", bundle, "--json").stdout)
         #expect(resumed["uploadedChunks"] as? Int == 2, "\(resumed)")
