@@ -278,7 +278,10 @@ extension SnapshotCommand {
                     let current = try Unlock.keyManager(for: envelope, home: home, passphrase: passphrase)
                     let context = WrapContext(filesystemUUID: old.uuid)
                     let wrapped = envelope.provider == config.type && envelope.keyIdentifier != "passphrase"
-                        ? try current.rewrap(envelope, context: context, newKeyIdentifier: newKeyUid)
+                        // To the configured key (kmip: a new UID after `kms rewrap --new-key-uid`; aws: the alias's key now),
+                        // or within the same key to its latest version (vault).
+                        ? try current.rewrap(envelope, context: context,
+                                             newKeyIdentifier: newKeyUid ?? (envelope.keyIdentifier == config.keyIdentifier ? nil : config.keyIdentifier))
                         : try current.rewrapByRoundTrip(envelope, context: context, using: target)
                     // Prove the new wrapping before it replaces the old one.
                     _ = try Unlock.keys(from: try target.unwrap(wrapped, context: context), superblock: old)
