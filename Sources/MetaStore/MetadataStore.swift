@@ -184,6 +184,16 @@ public final class MetadataStore: Sendable {
         return result
     }
 
+    /// Moves the next inode number up by `offset` (import: see Importer). The
+    /// caller has the store to itself; reopen the store to use the new value.
+    public func advanceInodeNumbers(by offset: UInt64) throws {
+        try catalog { c in
+            try c.transaction {
+                try c.db.query("UPDATE meta SET value = value + ? WHERE key = 'next_ino'", [.int(Int64(offset))])
+            }
+        }
+    }
+
     /// Writes pending timestamp changes.
     public func flush() throws { try catalog { try $0.flushDirty() } }
 

@@ -13,7 +13,7 @@ public struct ExportSummary: Sendable {
     public var chunks = 0
     /// Ciphertext bytes the snapshot's chunks cover (holes excluded).
     public var bytes: UInt64 = 0
-    /// Chunks and bytes sent now; the rest were already at the destination.
+    /// Chunks and bytes sent now, metadata chunks included; the rest were already at the destination.
     public var uploadedChunks = 0
     public var uploadedBytes: UInt64 = 0
     public var metadataBytes: UInt64 = 0
@@ -96,6 +96,10 @@ public struct Exporter {
             try writer.add(.metadataChunk(reference))
             progress.advance(length, transferred: sent ? length : 0)
             summary.metadataBytes += UInt64(length)
+            if sent {
+                summary.uploadedChunks += 1
+                summary.uploadedBytes += UInt64(length)
+            }
             offset += length
         }
 

@@ -178,6 +178,11 @@ public struct BundleReader {
             throw BundleError.mismatch("the bundle's metadata does not open with the unwrapped key or is damaged: \(report.unrepairable.prefix(3).joined(separator: "; "))")
         }
         if !report.isClean { summary.repaired = try metadata.check(repair: true, data: dataStore).repairs }
+        // The copy keeps the source's key and file ids, so its existing blocks decrypt as they are.
+        // Its new files must not take the ids the source will hand out next: the same key and
+        // tweak for different plaintext would be tweak reuse across the two filesystems. So the
+        // copy's inode numbers jump ahead by a random 2^32..2^40.
+        try metadata.advanceInodeNumbers(by: UInt64.random(in: (1 << 32)..<(1 << 40)))
         try metadata.sync()
         try SuperblockFile.create(superblock, at: staging.superblock)
         try syncDirectory(containing: staging.superblock)
