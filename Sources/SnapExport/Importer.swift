@@ -141,6 +141,7 @@ public struct BundleReader {
         }
         defer { if let c = current { close(c.fd) } }
         try manifest.forEach { record in
+            try Interruption.check()
             switch record {
             case .metadataChunk(let c):
                 guard c.offset == metadataEnd else { throw BundleError.corrupt("metadata chunks are not contiguous") }

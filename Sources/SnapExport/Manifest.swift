@@ -339,6 +339,7 @@ public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
     case store(String)
     case mismatch(String)
     case usage(String)
+    case interrupted
 
     public var description: String {
         switch self {
@@ -346,6 +347,7 @@ public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         case .unsupported(let m): return "unsupported bundle: \(m)"
         case .missing(let m): return "incomplete bundle: \(m)"
         case .io(let m), .store(let m), .mismatch(let m), .usage(let m): return m
+        case .interrupted: return "interrupted; nothing was kept"
         }
     }
 }

@@ -11,4 +11,6 @@ enum ExitCodes {
     static let kmsThrottled: Int32 = 75
     static let wrongKey: Int32 = 77
     static let badConfig: Int32 = 78
+    /// SIGINT/SIGTERM stopped an import (128 + SIGINT, as shells report it).
+    static let interrupted: Int32 = 130
 }

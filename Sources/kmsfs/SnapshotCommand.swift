@@ -225,6 +225,7 @@ extension SnapshotCommand {
                 let passphrase = try SecretInput.passphrase(file: passphraseFile)
                 let reader = BundleReader(source: try location.open(source, create: false))
                 let staging = home.path + "/.importing-" + name
+                Interruption.catchSignals()
                 let s = try reader.rehydrate(snapshot: snapshot, target: target, staging: staging, progress: !location.json) { superblock in
                     try Unlock.unlock(superblock, home: home, passphrase: passphrase).0
                 }

@@ -54,6 +54,7 @@ struct UserFacingError: Error {
             case .store: return .init(e.description, exitCode: ExitCodes.kmsUnreachable)
             case .mismatch: return .init(e.description, exitCode: ExitCodes.wrongKey)
             case .usage: return .init(e.description, exitCode: ExitCodes.usage)
+            case .interrupted: return .init(e.description, exitCode: ExitCodes.interrupted)
             }
         case let e as FuseSession.MountError: return .init(e.description, exitCode: ExitCodes.mountFailed)
         default: return .init("internal error: \(error), please report", exitCode: ExitCodes.internalError)

@@ -357,6 +357,20 @@ import Testing
         let wrongBase = try box.kmsfs("snapshot", "export", "demo", "s2", bundle, "--base", "nope")
         #expect(wrongBase.status == 66 && wrongBase.stderr.contains("no export of snapshot 'nope'"), "\(wrongBase.stderr)")
 
+        // Ctrl-C during an import: exit 130, and neither the filesystem nor the staging directory remains.
+        let interrupted = Process()
+        interrupted.executableURL = URL(fileURLWithPath: Harness.binary)
+        interrupted.arguments = ["snapshot", "import", bundle, "cut", "--snapshot", "s2", "--home", box.home]
+        interrupted.standardOutput = FileHandle.nullDevice
+        interrupted.standardError = FileHandle.nullDevice
+        try interrupted.run()
+        usleep(400_000)
+        kill(interrupted.processIdentifier, SIGINT)
+        interrupted.waitUntilExit()
+        #expect(interrupted.terminationStatus == 130, "import after SIGINT: \(interrupted.terminationStatus)")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/filesystems/cut"))
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/.importing-cut"))
+
         // The incremental bundle rehydrates to s2, not s1.
         #expect(try box.kmsfs("snapshot", "import", bundle, "two", "--snapshot", "s2").status == 0)
         let ambiguous = try box.kmsfs("snapshot", "import", bundle, "three")
