@@ -31,6 +31,27 @@ struct CLIContractTests {
         #expect(missing.status == 66 && missing.stderr.contains("no kmsfs store"), "\(missing.stderr)")
         let notMounted = try box.kmsfs("umount", box.mountpoint)
         #expect(notMounted.status == 64)
+
+        // Snapshot commands.
+        let badSnap = try box.kmsfs("snapshot", "create", "demo", "../x")
+        #expect(badSnap.status == 64 && badSnap.stderr.contains("invalid snapshot name"), "\(badSnap.stderr)")
+        let noFS = try box.kmsfs("snapshot", "create", "nothere", "s")
+        #expect(noFS.status == 66, "\(noFS.stderr)")
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s").status == 0)
+        for size in ["3M", "32K", "512M", "x"] {
+            let bad = try box.kmsfs("snapshot", "export", "demo", "s", box.root + "/b", "--chunk-size", size)
+            #expect(bad.status == 64 && bad.stderr.contains("chunk-size"), "--chunk-size \(size): \(bad.stderr)")
+        }
+        let sameBase = try box.kmsfs("snapshot", "export", "demo", "s", box.root + "/b", "--base", "s")
+        #expect(sameBase.status == 64, "\(sameBase.stderr)")
+        let endpointLocal = try box.kmsfs("snapshot", "export", "demo", "s", box.root + "/b", "--endpoint-url", "http://127.0.0.1:1")
+        #expect(endpointLocal.status == 64 && endpointLocal.stderr.contains("only for s3://"), "\(endpointLocal.stderr)")
+        let noBundle = try box.kmsfs("snapshot", "import", box.root + "/nothing", "x")
+        #expect(noBundle.status == 66 && noBundle.stderr.contains("no bundle at"), "\(noBundle.stderr)")
+        let notABundle = try box.kmsfs("snapshot", "verify", box.root)
+        #expect(notABundle.status == 66 && notABundle.stderr.contains("no snapshot bundle"), "\(notABundle.stderr)")
+        let help = try box.kmsfs("snapshot", "--help")
+        for command in ["create", "list", "delete", "mount", "export", "import", "verify", "rewrap"] { #expect(help.stdout.contains(command)) }
     }
 
     @Test("fs list --json describes each filesystem; fs delete removes it")
