@@ -2,7 +2,7 @@
 # The project's test command: installs dependencies, builds, runs every test
 # suite (unit, CLI, FUSE integration), and fails if a FUSE test did not really
 # run (each leaves a marker when it gets past its environment check), if a
-# KMS-server test did not run against its real server, or if a test left a
+# KMS- or object-server test did not run against its real server, or if a test left a
 # mount behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +17,11 @@ check_ran() {  # label, declared, ran
   echo "$1 tests: $3 of $2 ran"
   if [ "$3" -lt "$2" ]; then echo "FAIL: only $3 of $2 $1 tests ran (skipped?)" >&2; status=1; fi
 }
-check_ran "FUSE integration" "$(count '^\s*guard Harness.fuseAvailable\(\)')" "$(find "$markers" -type f ! -name 'bao-*' ! -name 'moto-*' ! -name 'kmip-*' | wc -l)"
+check_ran "FUSE integration" "$(count '^\s*guard Harness.fuseAvailable\(\)')" "$(find "$markers" -type f ! -name 'bao-*' ! -name 'moto-*' ! -name 'kmip-*' ! -name 'seaweed-*' | wc -l)"
 check_ran "OpenBao (Vault transit)" "$(count 'OpenBao.available\(\)')" "$(find "$markers" -type f -name 'bao-*' | wc -l)"
 check_ran "moto (AWS KMS and S3)" "$(count 'Moto.available\(\)')" "$(find "$markers" -type f -name 'moto-*' | wc -l)"
 check_ran "PyKMIP (KMIP)" "$(count 'PyKMIP.available\(\)')" "$(find "$markers" -type f -name 'kmip-*' | wc -l)"
+check_ran "SeaweedFS (S3)" "$(count 'SeaweedFS.available\(\)')" "$(find "$markers" -type f -name 'seaweed-*' | wc -l)"
 if grep ' fuse.kmsfs ' /proc/self/mountinfo | grep -q 'kmsfs-it-'; then echo "FAIL: a test left a kmsfs mount behind" >&2; status=1; fi
 rm -rf "$markers"
 exit $status

@@ -278,6 +278,30 @@ final class Moto: @unchecked Sendable {
     }
 }
 
+/// SeaweedFS's S3 server on 127.0.0.1 (Scripts/seaweedfs.sh): a real S3
+/// implementation besides moto, with a read-write and a read-only identity.
+final class SeaweedFS: @unchecked Sendable {
+    let dir: String
+    let env: [String: String]
+    var endpoint: String { env["SEAWEED_ENDPOINT"]! }
+    var bucket: String { env["SEAWEED_BUCKET"]! }
+    var credentials: [String: String] { Self.aws(env["SEAWEED_ACCESS_KEY_ID"]!, env["SEAWEED_SECRET_ACCESS_KEY"]!) }
+    var readOnlyCredentials: [String: String] { Self.aws(env["SEAWEED_READONLY_ACCESS_KEY_ID"]!, env["SEAWEED_READONLY_SECRET_ACCESS_KEY"]!) }
+
+    static func aws(_ key: String, _ secret: String) -> [String: String] {
+        ["AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": "us-east-1", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": ""]
+    }
+
+    private init(dir: String, env: [String: String]) {
+        self.dir = dir
+        self.env = env
+    }
+
+    private static let started: Result<SeaweedFS, Error> = ScriptServer.start("seaweedfs.sh").map { SeaweedFS(dir: $0.dir, env: $0.env) }
+
+    static func available() -> SeaweedFS? { ScriptServer.available(started, marker: "seaweed") }
+}
+
 /// PyKMIP's server on 127.0.0.1 with mutual TLS (Scripts/pykmip.sh).
 final class PyKMIP: @unchecked Sendable {
     let dir: String

@@ -1,8 +1,8 @@
 import Foundation
 import Testing
 
-/// Snapshot bundles with real servers: an S3 object store (moto, signature
-/// checking on) and rehydration on "another host" (a second kmsfs home that
+/// Snapshot bundles with real servers: S3 object stores (moto with signature
+/// checking on, and SeaweedFS) and rehydration on "another host" (a second kmsfs home that
 /// has only the KMS configuration) through OpenBao, across a key rotation.
 @Suite(.serialized) struct SnapshotKMSTests {
     func json(_ text: String) -> [String: Any] {
@@ -53,6 +53,39 @@ import Testing
         let noBucket = try box.kmsfs("snapshot", "verify", "s3://no-such-bucket/x", "--endpoint-url", moto.endpoint)
         #expect(noBucket.status == 69 && noBucket.stderr.contains("no-such-bucket"), "\(noBucket.stderr)")
         #expect(!FileManager.default.fileExists(atPath: box.home + "/filesystems/denied"))
+    }
+
+    @Test func exportToSeaweedFSAndRehydrateFromIt() throws {
+        guard Harness.fuseAvailable(), let seaweed = SeaweedFS.available() else { return }
+        let box = try Sandbox()
+        box.env = seaweed.credentials
+        try box.create()
+        try box.mount()
+        #expect(try Harness.shell("head -c 40000000 /dev/urandom > \(box.mountpoint)/large && cp -r \(Harness.packageRoot)/Sources/MetaStore \(box.mountpoint)/").status == 0)
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        let location = "s3://\(seaweed.bucket)/\(UUID().uuidString.prefix(8))/demo"
+        let export = try box.kmsfs("snapshot", "export", "demo", "s1", location, "--endpoint-url", seaweed.endpoint, "--chunk-size", "32M", "--json")
+        try #require(export.status == 0, "export to SeaweedFS: \(export.stderr)")
+        let summary = json(export.stdout)
+        #expect((summary["multipartUploads"] as? Int ?? 0) >= 1, "\(summary)")
+        let again = json(try box.kmsfs("snapshot", "export", "demo", "s1", location, "--endpoint-url", seaweed.endpoint, "--chunk-size", "32M", "--json").stdout)
+        #expect(again["uploadedBytes"] as? Int == 0, "re-export sends nothing: \(again)")
+        // The read-only identity can verify but not write.
+        let verify = try box.kmsfs(["snapshot", "verify", location, "--endpoint-url", seaweed.endpoint], env: seaweed.readOnlyCredentials)
+        #expect(verify.status == 0, "verify with read-only credentials: \(verify.stderr)")
+        let denied = try box.kmsfs(["snapshot", "export", "demo", "s1", location + "-ro", "--endpoint-url", seaweed.endpoint], env: seaweed.readOnlyCredentials)
+        #expect(denied.status == 69 && denied.stderr.contains("AccessDenied"), "export with read-only credentials: \(denied.stderr)")
+
+        let imported = try box.kmsfs("snapshot", "import", location, "fromSeaweed", "--endpoint-url", seaweed.endpoint)
+        try #require(imported.status == 0, "import from SeaweedFS: \(imported.stderr)")
+        let view = try directory(box, "view"), copy = try directory(box, "copy")
+        #expect(try box.kmsfs("snapshot", "mount", "demo", "s1", view).status == 0)
+        #expect(try box.kmsfs("mount", "fromSeaweed", copy).status == 0)
+        let diff = try Harness.shell("diff -r \(view) \(copy)")
+        #expect(diff.status == 0, "diff -r: \(diff.stdout.prefix(500))")
+        #expect(try box.kmsfs("umount", view).status == 0)
+        #expect(try box.kmsfs("umount", copy).status == 0)
+        try box.umount()
     }
 
     @Test func rehydrateOnAnotherHostThroughVaultAcrossRotation() throws {
