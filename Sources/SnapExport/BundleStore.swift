@@ -36,13 +36,16 @@ enum BundleKeys {
 }
 
 /// Opens a location given on the command line: `s3://bucket/prefix`, a
-/// single-file bundle `*.tar`, or a local directory.
+/// single-file bundle (a name ending in `.tar`, or any existing regular
+/// file), or a local directory.
 public func openBundleStore(_ location: String, endpointURL: String?, profile: String?, create: Bool) throws -> any BundleStore {
     if location.hasPrefix("s3://") {
         return try S3BundleStore(url: location, endpointURL: endpointURL, profile: profile)
     }
     guard endpointURL == nil else { throw BundleError.usage("--endpoint-url is only for s3:// locations") }
-    if location.hasSuffix(".tar") { return try TarBundleStore(path: location, create: create) }
+    var st = stat()
+    let isFile = stat(location, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
+    if location.hasSuffix(".tar") || isFile { return try TarBundleStore(path: location, create: create) }
     return try LocalBundleStore(root: location, create: create)
 }
 

@@ -227,7 +227,15 @@ extension SnapshotCommand {
                 let staging = home.path + "/.importing-" + name
                 Interruption.catchSignals()
                 let s = try reader.rehydrate(snapshot: snapshot, target: target, staging: staging, progress: !location.json) { superblock in
-                    try Unlock.unlock(superblock, home: home, passphrase: passphrase).0
+                    do { return try Unlock.unlock(superblock, home: home, passphrase: passphrase).0 } catch {
+                        // A bundle made with a home's local key file opens only in that home.
+                        let envelope = try? WrappedKey(decoding: superblock.wrappedKey)
+                        guard envelope?.provider == .local, envelope?.keyIdentifier != "passphrase" else { throw error }
+                        let user = UserFacingError.from(error)
+                        throw UserFacingError("the bundle's key is wrapped by the local key file of the home it came from, not this one (\(user.message))",
+                                              hint: "in the source home: 'kmsfs security kms set ...', then 'kmsfs snapshot rewrap \(source)'",
+                                              exitCode: user.exitCode)
+                    }
                 }
                 try location.report(
                     "imported snapshot \(s.snapshot) as filesystem \(name) (uuid \(s.filesystemUUID)): \(s.files) files, \(s.chunks) chunks (\(StoreUsage.human(s.bytes))) verified\n",
