@@ -49,6 +49,49 @@ public func openBundleStore(_ location: String, endpointURL: String?, profile: S
     return try LocalBundleStore(root: location, create: create)
 }
 
+/// Copies `source` to a new file `target` in 1 MiB pieces; returns the bytes copied.
+func copyFile(from source: String, to target: String) throws -> UInt64 {
+    let input = open(source, O_RDONLY | O_CLOEXEC)
+    guard input >= 0 else { throw BundleError.io("cannot read \(source): \(String(cString: strerror(errno)))") }
+    defer { close(input) }
+    let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard output >= 0 else { throw BundleError.io("cannot create \(target): \(String(cString: strerror(errno)))") }
+    defer { close(output) }
+    var total: UInt64 = 0
+    try forEachPiece(of: input, path: source) { piece in
+        try BundleReader.write(output, Array(piece), at: total, what: target)
+        total += UInt64(piece.count)
+    }
+    return total
+}
+
+/// Reads `fd` from the start in pieces of 1 MiB.
+func forEachPiece(of fd: Int32, path: String, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+    defer { buffer.deallocate() }
+    var offset: off_t = 0
+    while true {
+        let n = pread(fd, buffer.baseAddress, buffer.count, offset)
+        if n < 0 && errno == EINTR { continue }
+        guard n >= 0 else { throw BundleError.io("reading \(path): \(String(cString: strerror(errno)))") }
+        if n == 0 { return }
+        try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        offset += off_t(n)
+    }
+}
+
+/// fsync `temporary`, rename it over `target`, fsync the directory.
+func syncFileAndRename(_ temporary: String, to target: String) throws {
+    let fd = open(temporary, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0, fsync(fd) == 0 else {
+        if fd >= 0 { close(fd) }
+        throw BundleError.io("fsync \(temporary): \(String(cString: strerror(errno)))")
+    }
+    close(fd)
+    guard rename(temporary, target) == 0 else { throw BundleError.io("renaming \(temporary): \(String(cString: strerror(errno)))") }
+    do { try syncDirectory(containing: target) } catch { throw BundleError.io("fsync of the directory of \(target): \(error)") }
+}
+
 /// A bundle in a local directory. Objects are written to a temporary name
 /// and renamed; `sync()` makes everything written durable before the manifest.
 public final class LocalBundleStore: BundleStore {
@@ -100,14 +143,16 @@ public final class LocalBundleStore: BundleStore {
         bytesSent += UInt64(bytes.count)
     }
 
+    /// Copies the file in 1 MiB pieces (a manifest can be large), after making
+    /// the chunks durable, then renames it into place durably.
     public func putFile(_ key: String, path source: String) throws {
         let target = path(key)
         try makeParent(target)
         try sync()
-        let bytes: [UInt8]
-        do { bytes = Array(try Data(contentsOf: URL(fileURLWithPath: source))) } catch { throw BundleError.io("reading \(source): \(error.localizedDescription)") }
-        do { try writeFileAtomically(target, bytes) } catch { throw BundleError.io("writing \(target): \(error)") }
-        bytesSent += UInt64(bytes.count)
+        let temporary = target + ".tmp.\(getpid())"
+        let copied = try copyFile(from: source, to: temporary)
+        do { try syncFileAndRename(temporary, to: target) } catch { unlink(temporary); throw error }
+        bytesSent += copied
     }
 
     /// Makes every object written so far durable (syncfs of the bundle's filesystem).

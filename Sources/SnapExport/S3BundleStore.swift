@@ -21,6 +21,8 @@ public final class S3BundleStore: BundleStore {
     /// Objects larger than this are sent with multipart upload, in parts of `partSize`.
     public var multipartThreshold = 16 << 20
     public var partSize = 8 << 20
+    /// Objects are fetched into files (manifests) in ranges of this size.
+    public var rangeSize = 8 << 20
     public private(set) var bytesSent: UInt64 = 0
     public private(set) var multipartUploads = 0
     public let location: String
@@ -47,6 +49,10 @@ public final class S3BundleStore: BundleStore {
         }
         let attempts = environment["KMSFS_S3_ATTEMPTS"].flatMap(Int.init) ?? 4
         retry = RetryPolicy(attempts: attempts, initialDelay: 0.5)
+        // Tuning knobs (the tests shrink them to exercise multipart and ranged reads on small objects).
+        if let v = environment["KMSFS_S3_MULTIPART_THRESHOLD"].flatMap(Int.init), v > 0 { multipartThreshold = v }
+        if let v = environment["KMSFS_S3_PART_SIZE"].flatMap(Int.init), v > 0 { partSize = v }
+        if let v = environment["KMSFS_S3_RANGE_SIZE"].flatMap(Int.init), v > 0 { rangeSize = v }
     }
 
     // MARK: BundleStore
@@ -62,7 +68,7 @@ public final class S3BundleStore: BundleStore {
 
     public func put(_ key: String, bytes: UnsafeRawBufferPointer, sha256: [UInt8]) throws {
         if bytes.count > multipartThreshold {
-            try multipartPut(key, bytes: bytes)
+            try multipartPut(key, size: bytes.count) { Array(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
         } else {
             let response = try call("PUT", key: key, body: Array(bytes), payloadHash: sha256.hexString)
             guard response.status == 200 else { throw failure(response, "PUT \(key)") }
@@ -70,10 +76,24 @@ public final class S3BundleStore: BundleStore {
         bytesSent += UInt64(bytes.count)
     }
 
+    /// Streams a local file (a manifest, whatever its size) in parts: memory stays one part.
     public func putFile(_ key: String, path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw BundleError.io("cannot read \(path)") }
-        let bytes = Array(data)
-        try bytes.withUnsafeBytes { try put(key, bytes: $0, sha256: SHA256.hash($0)) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw BundleError.io("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let size = Int(fileSizeOf(path))
+        func read(_ range: Range<Int>) throws -> [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: range.count)
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, range.count, off_t(range.lowerBound)) }
+            guard n == range.count else { throw BundleError.io("reading \(path) failed") }
+            return bytes
+        }
+        if size > multipartThreshold {
+            try multipartPut(key, size: size, part: read)
+            bytesSent += UInt64(size)
+        } else {
+            try read(0..<size).withUnsafeBytes { try put(key, bytes: $0, sha256: SHA256.hash($0)) }
+        }
     }
 
     public func get(_ key: String) throws -> [UInt8] {
@@ -85,10 +105,28 @@ public final class S3BundleStore: BundleStore {
         }
     }
 
+    /// Fetches an object into a local file in ranges of `rangeSize`: memory stays one range.
     public func getFile(_ key: String, path: String) throws {
-        let bytes = try get(key)
-        guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) else {
-            throw BundleError.io("cannot write \(path)")
+        let head = try call("HEAD", key: key)
+        guard head.status == 200 else {
+            if head.status == 404 { throw BundleError.missing("\(key) is missing from \(location)") }
+            throw failure(head, "HEAD \(key)")
+        }
+        guard let size = Int(head.headers["content-length"] ?? "") else { throw BundleError.store("\(location): HEAD \(key) gave no Content-Length") }
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw BundleError.io("cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var offset = 0
+        while offset < size {
+            let end = min(size, offset + rangeSize)
+            let response = try call("GET", key: key, headers: [("Range", "bytes=\(offset)-\(end - 1)")])
+            guard response.status == 206 || (response.status == 200 && offset == 0 && end == size), response.body.count == end - offset else {
+                throw failure(response, "GET \(key) bytes \(offset)-\(end - 1)")
+            }
+            guard response.body.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }) == end - offset else {
+                throw BundleError.io("writing \(path): \(String(cString: strerror(errno)))")
+            }
+            offset = end
         }
     }
 
@@ -111,16 +149,16 @@ public final class S3BundleStore: BundleStore {
 
     /// CreateMultipartUpload, UploadPart for each part, CompleteMultipartUpload;
     /// aborted on failure so no parts are left billed in the bucket.
-    func multipartPut(_ key: String, bytes: UnsafeRawBufferPointer) throws {
+    func multipartPut(_ key: String, size: Int, part read: (Range<Int>) throws -> [UInt8]) throws {
         let created = try call("POST", key: key, query: [("uploads", "")])
         guard created.status == 200, let uploadID = Self.tags("UploadId", in: created.bodyText).first else { throw failure(created, "CreateMultipartUpload \(key)") }
         do {
             var parts: [(Int, String)] = []
             var offset = 0
             var number = 1
-            while offset < bytes.count {
-                let end = min(bytes.count, offset + partSize)
-                let part = Array(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+            while offset < size {
+                let end = min(size, offset + partSize)
+                let part = try read(offset..<end)
                 let response = try call("PUT", key: key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
                                         body: part, payloadHash: SHA256.hash(part).hexString)
                 guard response.status == 200, let etag = response.headers["etag"] else { throw failure(response, "UploadPart \(number) of \(key)") }
@@ -145,17 +183,18 @@ public final class S3BundleStore: BundleStore {
     // MARK: requests
 
     /// One signed request with retries on transient failures and 5xx answers.
+    /// `headers` are sent unsigned (Range).
     func call(_ method: String, key: String?, query: [(name: String, value: String)] = [], body: [UInt8] = [],
-              payloadHash: String = SigV4.emptyPayloadHash) throws -> HTTPResponse {
-        let response = try send(method, key: key, query: query, body: body, payloadHash: payloadHash, literalSlash: false)
+              payloadHash: String = SigV4.emptyPayloadHash, headers: [(name: String, value: String)] = []) throws -> HTTPResponse {
+        let response = try send(method, key: key, query: query, body: body, payloadHash: payloadHash, headers: headers, literalSlash: false)
         if response.status == 403, Self.tags("Code", in: response.bodyText).first == "SignatureDoesNotMatch", query.contains(where: { $0.value.contains("/") }) {
-            return try send(method, key: key, query: query, body: body, payloadHash: payloadHash, literalSlash: true)
+            return try send(method, key: key, query: query, body: body, payloadHash: payloadHash, headers: headers, literalSlash: true)
         }
         return response
     }
 
     private func send(_ method: String, key: String?, query: [(name: String, value: String)], body: [UInt8], payloadHash: String,
-                      literalSlash: Bool) throws -> HTTPResponse {
+                      headers extra: [(name: String, value: String)], literalSlash: Bool) throws -> HTTPResponse {
         let path = "/\(bucket)/" + (key.map { prefix + $0 } ?? "")
         do {
             return try retry.send(http, provider: "s3", address: "\(endpoint.scheme)://\(endpoint.host)", caHint: "check --endpoint-url", request: {
@@ -163,7 +202,7 @@ public final class S3BundleStore: BundleStore {
                                            headers: [("x-amz-content-sha256", payloadHash)], payloadHash: payloadHash)
                 request.literalSlashInQuery = literalSlash
                 let headers = SigV4.sign(request, credentials: credentials, region: region, service: "s3", amzDate: SigV4.amzDate(Int(time(nil))))
-                return HTTPRequest(method: method, url: SigV4.url(for: request), headers: headers + [("Content-Type", "application/octet-stream")], body: body)
+                return HTTPRequest(method: method, url: SigV4.url(for: request), headers: headers + extra + [("Content-Type", "application/octet-stream")], body: body)
             }) { response in
                 response.status >= 500 ? "HTTP \(response.status) \(Self.tags("Code", in: response.bodyText).first ?? "")" : nil
             }

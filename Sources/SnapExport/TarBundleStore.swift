@@ -96,24 +96,40 @@ public final class TarBundleStore: BundleStore {
     public func exists(_ key: String, size: Int) throws -> Bool { index[key]?.size == size }
 
     public func put(_ key: String, bytes: UnsafeRawBufferPointer, sha256: [UInt8]) throws {
-        guard key.utf8.count < 100 else { throw BundleError.usage("tar member name too long: \(key)") }
-        let start = end
-        try write(Self.header(name: key, size: bytes.count), at: start)
-        try write(bytes, at: start + UInt64(Self.block))
-        let dataEnd = start + UInt64(Self.block) + UInt64(bytes.count)
-        let next = dataEnd + Self.padding(bytes.count)
-        // Padding plus the two end-of-archive blocks, so the file is a valid archive after every member.
-        try write([UInt8](repeating: 0, count: Int(next - dataEnd) + 2 * Self.block), at: dataEnd)
-        index[key] = (start + UInt64(Self.block), bytes.count)
-        end = next
-        bytesSent += UInt64(bytes.count)
+        try append(key, size: bytes.count) { try write(bytes, at: $0) }
     }
 
+    /// Appends a member of `size` bytes whose data `fill` writes at the given offset.
+    private func append(_ key: String, size: Int, fill: (UInt64) throws -> Void) throws {
+        guard key.utf8.count < 100 else { throw BundleError.usage("tar member name too long: \(key)") }
+        let start = end
+        try write(Self.header(name: key, size: size), at: start)
+        try fill(start + UInt64(Self.block))
+        let dataEnd = start + UInt64(Self.block) + UInt64(size)
+        let next = dataEnd + Self.padding(size)
+        // Padding plus the two end-of-archive blocks, so the file is a valid archive after every member.
+        try write([UInt8](repeating: 0, count: Int(next - dataEnd) + 2 * Self.block), at: dataEnd)
+        index[key] = (start + UInt64(Self.block), size)
+        end = next
+        bytesSent += UInt64(size)
+    }
+
+    /// Appends a local file (a manifest, whatever its size) as a member, read in 1 MiB pieces,
+    /// after the chunks are durable; fsync'ed.
     public func putFile(_ key: String, path source: String) throws {
-        guard let data = FileManager.default.contents(atPath: source) else { throw BundleError.io("cannot read \(source)") }
-        // Chunks first on disk, then the manifest that names them.
         guard fdatasync(fd) == 0 else { throw BundleError.io("fsync \(path): \(String(cString: strerror(errno)))") }
-        try Array(data).withUnsafeBytes { try put(key, bytes: $0, sha256: []) }
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw BundleError.io("cannot read \(source): \(String(cString: strerror(errno)))") }
+        defer { close(input) }
+        var st = stat()
+        fstat(input, &st)
+        try append(key, size: Int(st.st_size)) { at in
+            var written: UInt64 = 0
+            try forEachPiece(of: input, path: source) { piece in
+                try write(piece, at: at + written)
+                written += UInt64(piece.count)
+            }
+        }
         guard fsync(fd) == 0 else { throw BundleError.io("fsync \(path): \(String(cString: strerror(errno)))") }
     }
 
@@ -130,9 +146,21 @@ public final class TarBundleStore: BundleStore {
         return bytes
     }
 
+    /// Copies a member into a local file in 1 MiB pieces.
     public func getFile(_ key: String, path target: String) throws {
-        guard FileManager.default.createFile(atPath: target, contents: Data(try get(key)), attributes: [.posixPermissions: 0o600]) else {
-            throw BundleError.io("cannot write \(target)")
+        guard let member = index[key] else { throw BundleError.missing("\(key) is missing from \(path)") }
+        let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw BundleError.io("cannot write \(target): \(String(cString: strerror(errno)))") }
+        defer { close(output) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var done = 0
+        while done < member.size {
+            let want = min(buffer.count, member.size - done)
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(member.offset) + off_t(done)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw BundleError.io("reading \(key) from \(path): \(n < 0 ? String(cString: strerror(errno)) : "end of file")") }
+            try BundleReader.write(output, Array(buffer[0..<n]), at: UInt64(done), what: target)
+            done += n
         }
     }
 
