@@ -366,7 +366,8 @@ import Testing
         interrupted.standardOutput = FileHandle.nullDevice
         interrupted.standardError = FileHandle.nullDevice
         try interrupted.run()
-        usleep(400_000)
+        // Signal as soon as the staging directory appears: the import is then in its chunk loop.
+        for _ in 0..<5000 where !FileManager.default.fileExists(atPath: box.home + "/.importing-cut") { usleep(1000) }
         kill(interrupted.processIdentifier, SIGINT)
         interrupted.waitUntilExit()
         #expect(interrupted.terminationStatus == 130, "import after SIGINT: \(interrupted.terminationStatus)")
