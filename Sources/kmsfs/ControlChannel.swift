@@ -49,6 +49,9 @@ enum ControlChannel {
             if client < 0 { if errno == EINTR { continue } else { return } }
             defer { close(client) }
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            // A client that connects and says nothing must not block the next one.
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            _ = setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             var credentials = clinux_ucred()
             var length = socklen_t(MemoryLayout<clinux_ucred>.size)
             guard getsockopt(client, SOL_SOCKET, CLINUX_SO_PEERCRED, &credentials, &length) == 0,

@@ -114,23 +114,15 @@ struct SnapshotCommand: ParsableCommand {
         @Flag(help: "Let other users access the mount.") var allowOther = false
         @Option(help: "Passphrase file, for a filesystem created with --passphrase-file.") var passphraseFile: String?
 
+        /// The same mount path as `kmsfs mount` (daemon, readiness, logs), serving the snapshot.
         func run() throws {
-            _ = try target.existingStoreForMount()
+            try userErrors { _ = try target.existingStore() }
             var arguments = ["--home", target.homeOptions.resolved.path, target.filesystem, Home.absolute(mountpoint), "--snapshot", target.snapshot]
             if foreground { arguments.append("--foreground") }
             if allowOther { arguments.append("--allow-other") }
             if let passphraseFile { arguments += ["--passphrase-file", Home.absolute(passphraseFile)] }
             try MountCommand.parse(arguments).run()
         }
-    }
-}
-
-extension SnapshotCommand.Target {
-    /// Like `existingStore`, with errors printed the CLI way.
-    func existingStoreForMount() throws -> StorePaths {
-        var result: StorePaths?
-        try userErrors { result = try existingStore() }
-        return result!
     }
 }
 
