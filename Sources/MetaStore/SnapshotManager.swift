@@ -39,14 +39,15 @@ public struct SnapshotManager: Sendable {
 
     /// Deletes a snapshot. What the next older snapshot still needs from its
     /// delta (the units that changed after it) is merged into that one first.
-    /// `isMounted` tells whether a snapshot view is mounted (it holds the lock).
+    /// Refused while either snapshot is in use (a view or an export holds its lock).
     public func delete(name: String) throws {
         var catalog = try SnapshotCatalog.load(paths)
         guard let index = catalog.snapshots.firstIndex(where: { $0.name == name }) else { throw SnapshotError.notFound(name) }
         let target = catalog.snapshots[index]
         let older = index > 0 ? catalog.snapshots[index - 1] : nil
         var held: [FileLock] = []
-        for s in [target] + (older.map { [$0] } ?? []) {
+        for s in [target] + (older.map { [$0] } ?? []) where access(paths.directory(s), F_OK) == 0 {
+            // (A delete that crashed after removing the directory has nothing left to lock.)
             guard let lock = try FileLock(path: paths.lock(s), exclusive: true) else { throw SnapshotError.mounted(s.name) }
             held.append(lock)
         }

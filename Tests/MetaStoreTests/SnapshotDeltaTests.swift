@@ -126,6 +126,34 @@ struct SnapshotDeltaTests {
         #expect(left.isEmpty, "seed \(seed): \(left)")
     }
 
+    @Test("a delete that crashed is finished by deleting again, at any point")
+    func interruptedDelete() throws {
+        let root = tempPath("snapdel")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let store = StorePaths(root: root)
+        try DataStore.createLayout(at: store.data)
+        let manager = SnapshotManager(store: store)
+        for name in ["a", "b", "c"] {
+            _ = try manager.create(name: name, now: 1) { path in
+                _ = FileManager.default.createFile(atPath: path, contents: Data())
+                return 2
+            }
+        }
+        // Crash 1: marked deleting, nothing else done. Crash 2: directory already gone, catalog not rewritten.
+        var catalog = try SnapshotCatalog.load(manager.paths)
+        catalog.snapshots[1].deleting = true
+        catalog.snapshots[2].deleting = true
+        try catalog.save(manager.paths)
+        try removeTree(manager.paths.directory(catalog.snapshots[2]))
+        #expect(try manager.list().filter(\.deleting).map(\.name) == ["b", "c"])
+        try manager.delete(name: "c")
+        try manager.delete(name: "b")
+        #expect(try manager.list().map(\.name) == ["a"])
+        var report = ConsistencyReport()
+        manager.check(repair: false, into: &report)
+        #expect(report.problems.isEmpty, "\(report.problems)")
+    }
+
     @Test("a snapshot costs no data copy; a later overwrite copies only the units it touches")
     func copyOnWriteGranularity() throws {
         let root = tempPath("snapcost")
