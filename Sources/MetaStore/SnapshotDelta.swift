@@ -106,25 +106,29 @@ final class DeltaWriter {
         for u in try storedUnits() { mark(u) }
     }
 
-    /// Units stored in the file (non-hole, non-zero), ascending.
+    /// Units stored in the file (non-hole, non-zero), ascending: the data
+    /// extents (SEEK_DATA/SEEK_HOLE), read 1 MiB at a time and checked by content.
     func storedUnits() throws -> [UInt64] {
         var result: [UInt64] = []
         let unit = UInt64(DeltaFormat.unit)
         let end = fileSize(fd)
         var position = off_t(unit)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: DeltaFormat.unit, alignment: 16)
+        let batch = 256
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: batch * DeltaFormat.unit, alignment: 16)
         defer { buffer.deallocate() }
         while UInt64(position) < end {
             let data = lseek(fd, position, CLINUX_SEEK_DATA)
             if data < 0 { break }  // ENXIO: no more data
-            let hole = lseek(fd, data, CLINUX_SEEK_HOLE)
-            var u = UInt64(data) / unit
-            while u * unit < UInt64(hole) {
-                if u >= 1 {
-                    try readFully(fd, into: buffer, at: u * unit, path: path)
-                    if !DataFile.isZero(UnsafeRawBufferPointer(buffer)) { result.append(u - 1) }
+            let hole = UInt64(lseek(fd, data, CLINUX_SEEK_HOLE))
+            var u = max(1, UInt64(data) / unit)
+            while u * unit < hole {
+                let count = Int(min(UInt64(batch), (hole - u * unit + unit - 1) / unit))
+                let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count * DeltaFormat.unit])
+                try readFully(fd, into: piece, at: u * unit, path: path)
+                for i in 0..<count where !DataFile.isZero(UnsafeRawBufferPointer(rebasing: piece[i * DeltaFormat.unit..<(i + 1) * DeltaFormat.unit])) {
+                    result.append(u + UInt64(i) - 1)
                 }
-                u += 1
+                u += UInt64(count)
             }
             position = off_t(u * unit)
         }
@@ -162,7 +166,8 @@ final class DeltaWriter {
     func preserve(_ units: Range<UInt64>, liveFD: Int32, livePath: String) throws {
         let needed = units.clamped(to: 0..<baseUnits)
         guard needed.contains(where: { !isPreserved($0) }) else { return }
-        let batch = 256
+        // At most 1 MiB at a time, and no more than the write needs (usually one or a few units).
+        let batch = Int(min(256, UInt64(needed.count)))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: batch * DeltaFormat.unit, alignment: DeltaFormat.unit)
         defer { buffer.deallocate() }
         var wrote = false

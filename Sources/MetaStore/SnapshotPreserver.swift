@@ -116,9 +116,16 @@ public final class SnapshotOverlay: Sendable {
         let count = buffer.count / unit
         var resolved = [Bool](repeating: false, count: count)
         var open = count
-        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: unit)
-        defer { scratch.deallocate() }
-        func take(_ i: Int, zero: Bool) {
+        // Allocated only when some snapshot in the chain holds a record of this file.
+        var scratchStorage: UnsafeMutableRawBufferPointer?
+        defer { scratchStorage?.deallocate() }
+        func scratchBuffer() -> UnsafeMutableRawBufferPointer {
+            if let s = scratchStorage { return s }
+            let s = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: unit)
+            scratchStorage = s
+            return s
+        }
+        func take(_ i: Int, zero: Bool, from scratch: UnsafeMutableRawBufferPointer) {
             let target = UnsafeMutableRawBufferPointer(rebasing: buffer[i * unit..<(i + 1) * unit])
             if zero {
                 target.initializeMemory(as: UInt8.self, repeating: 0)
@@ -133,6 +140,7 @@ public final class SnapshotOverlay: Sendable {
             let dfd = Glibc.open(deltaPath, O_RDONLY | O_CLOEXEC)
             if dfd >= 0 {
                 defer { close(dfd) }
+                let scratch = scratchBuffer()
                 let header = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<unit])
                 try readFully(dfd, into: header, at: 0, path: deltaPath)
                 let base = try DeltaFormat.baseUnits(of: UnsafeRawBufferPointer(header), fileID: id, path: deltaPath)
@@ -140,9 +148,9 @@ public final class SnapshotOverlay: Sendable {
                 for i in 0..<count where !resolved[i] {
                     let bytes = UnsafeRawBufferPointer(rebasing: scratch[i * unit..<(i + 1) * unit])
                     if !DataFile.isZero(bytes) {
-                        take(i, zero: DeltaFormat.isMarker(bytes))
+                        take(i, zero: DeltaFormat.isMarker(bytes), from: scratch)
                     } else if first + UInt64(i) >= base {
-                        take(i, zero: true)
+                        take(i, zero: true, from: scratch)
                     }
                 }
             } else if errno != ENOENT {
@@ -153,8 +161,9 @@ public final class SnapshotOverlay: Sendable {
             let wfd = Glibc.open(wholePath, O_RDONLY | O_CLOEXEC)
             if wfd >= 0 {
                 defer { close(wfd) }
+                let scratch = scratchBuffer()
                 try readFully(wfd, into: scratch, at: first * UInt64(unit), path: wholePath)
-                for i in 0..<count where !resolved[i] { take(i, zero: false) }
+                for i in 0..<count where !resolved[i] { take(i, zero: false, from: scratch) }
             } else if errno != ENOENT {
                 throw MetaStoreError.io(operation: "open", path: wholePath, errno: errno)
             }
