@@ -2,9 +2,11 @@
 import Glibc
 #endif
 
+// The pread/pwrite loops of every store and bundle file (EINTR, short transfers).
+
 /// pread until `buffer` is full or EOF; the rest is zero-filled. Returns the bytes read.
 @discardableResult
-func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, path: String) throws -> Int {
+public func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, path: String) throws -> Int {
     var got = 0
     while got < buffer.count {
         let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(offset) + off_t(got))
@@ -18,7 +20,7 @@ func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offse
 }
 
 /// pwrite all of `bytes` at `offset`.
-func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws {
+public func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws {
     var done = 0
     while done < bytes.count {
         let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
@@ -29,7 +31,13 @@ func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64,
 }
 
 /// Size in bytes of an open file.
-func fileSize(_ fd: Int32) -> UInt64 {
+public func fileSize(_ fd: Int32) -> UInt64 {
     var st = stat()
     return fstat(fd, &st) == 0 ? UInt64(st.st_size) : 0
+}
+
+/// Size in bytes of the file at `path` (0 if it cannot be read).
+public func fileSize(atPath path: String) -> UInt64 {
+    var st = stat()
+    return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
 }

@@ -96,12 +96,14 @@ public struct SnapshotCatalog: Sendable, Equatable {
 // MARK: small file helpers shared by the snapshot code
 
 extension String {
-    init(format8Hex v: UInt32) {
+    /// `v` as 8 lower-case hex digits (snapshot directory names).
+    public init(format8Hex v: UInt32) {
         let h = String(v, radix: 16)
         self = String(repeating: "0", count: Swift.max(0, 8 - h.count)) + h
     }
 
-    init(format16Hex v: UInt64) {
+    /// `v` as 16 lower-case hex digits (data, delta and manifest file ids).
+    public init(format16Hex v: UInt64) {
         let h = String(v, radix: 16)
         self = String(repeating: "0", count: Swift.max(0, 16 - h.count)) + h
     }

@@ -46,7 +46,7 @@ public enum SuperblockFile {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
         defer { close(fd) }
-        try writeAll(fd, bytes, at: slot * SuperblockLayout.slotSize, path: path)
+        try bytes.withUnsafeBytes { try writeFully(fd, $0, at: UInt64(slot * SuperblockLayout.slotSize), path: path) }
         guard fsync(fd) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
         return next
     }
@@ -70,23 +70,13 @@ public enum SuperblockFile {
         second.generation = 1
         do {
             defer { close(fd) }
-            try writeAll(fd, first.encodeSlot(), at: 0, path: temp)
-            try writeAll(fd, second.encodeSlot(), at: SuperblockLayout.slotSize, path: temp)
+            try first.encodeSlot().withUnsafeBytes { try writeFully(fd, $0, at: 0, path: temp) }
+            try second.encodeSlot().withUnsafeBytes { try writeFully(fd, $0, at: UInt64(SuperblockLayout.slotSize), path: temp) }
             guard fsync(fd) == 0 else { throw MetaStoreError.io(operation: "fsync", path: temp, errno: errno) }
         } catch {
             unlink(temp)
             throw error
         }
         guard rename(temp, path) == 0 else { throw MetaStoreError.io(operation: "rename", path: path, errno: errno) }
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw MetaStoreError.io(operation: "write", path: path, errno: n < 0 ? errno : EIO) }
-            done += n
-        }
     }
 }

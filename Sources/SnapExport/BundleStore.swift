@@ -59,7 +59,7 @@ func copyFile(from source: String, to target: String) throws -> UInt64 {
     defer { close(output) }
     var total: UInt64 = 0
     try forEachPiece(of: input, path: source) { piece in
-        try BundleReader.write(output, Array(piece), at: total, what: target)
+        try writeFully(output, piece, at: total, path: target)
         total += UInt64(piece.count)
     }
     return total
@@ -126,17 +126,10 @@ public final class LocalBundleStore: BundleStore {
         let temporary = target + ".tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw BundleError.io("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let e = errno
-                close(fd)
-                unlink(temporary)
-                throw BundleError.io("writing \(temporary): \(String(cString: strerror(e)))")
-            }
-            done += n
+        do { try writeFully(fd, bytes, at: 0, path: temporary) } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
         }
         close(fd)
         guard rename(temporary, target) == 0 else { throw BundleError.io("renaming \(temporary): \(String(cString: strerror(errno)))") }

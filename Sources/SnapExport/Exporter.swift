@@ -66,7 +66,7 @@ public struct Exporter {
         let writer = try ManifestWriter(path: temporary, header: header)
         let image = paths.metadata(info)
         let totals = try MetadataStore.regularFileTotals(inImage: image)
-        let imageSize = Int(fileSizeOf(image))
+        let imageSize = Int(fileSize(atPath: image))
         let progress = Progress(verb: "export \(info.name)", totalBytes: totals.bytes + UInt64(imageSize), enabled: enabled)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: DataStore.blockSize)
         defer { buffer.deallocate() }
@@ -179,7 +179,7 @@ struct BaseReuse {
 
     init?(manifest: ManifestReader, snapshot: SnapshotInfo, paths: SnapshotPaths, chunkSize: Int) throws {
         let catalog = try SnapshotCatalog.load(paths)
-        guard let base = catalog.snapshots.first(where: { $0.name == manifest.header.snapshotName }), !base.deleting,
+        guard let base = catalog.named(manifest.header.snapshotName), !base.deleting,
               base.id == manifest.header.snapshotID, base.id < snapshot.id, manifest.header.chunkSize == chunkSize else { return nil }
         var changed = Set<UInt64>()
         for s in catalog.snapshots where s.id >= base.id && s.id < snapshot.id {
@@ -253,7 +253,3 @@ public func exportedSnapshots(at source: any BundleStore) throws -> [String] {
     }
 }
 
-func fileSizeOf(_ path: String) -> UInt64 {
-    var st = stat()
-    return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
-}

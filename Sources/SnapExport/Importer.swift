@@ -146,7 +146,7 @@ public struct BundleReader {
             case .metadataChunk(let c):
                 guard c.offset == metadataEnd else { throw BundleError.corrupt("metadata chunks are not contiguous") }
                 let bytes = try chunk(c)
-                try Self.write(metaFD, bytes, at: c.offset, what: staging.metadata)
+                try bytes.withUnsafeBytes { try writeFully(metaFD, $0, at: c.offset, path: staging.metadata) }
                 metadataEnd += UInt64(c.length)
                 summary.metadataBytes += UInt64(c.length)
                 progress.advance(c.length, transferred: c.length)
@@ -160,7 +160,7 @@ public struct BundleReader {
             case .chunk(let c):
                 guard let file = current else { throw BundleError.corrupt("a chunk outside a file") }
                 let bytes = try chunk(c)
-                try Self.write(file.fd, bytes, at: c.offset, what: "data file \(file.id)")
+                try bytes.withUnsafeBytes { try writeFully(file.fd, $0, at: c.offset, path: dataStore.path(for: FileID(file.id))) }
                 summary.chunks += 1
                 summary.bytes += UInt64(c.length)
                 progress.advance(c.length, transferred: c.length)
@@ -189,16 +189,6 @@ public struct BundleReader {
         try syncDirectory(containing: staging.superblock)
         summary.seconds = progress.elapsed
         return summary
-    }
-
-    static func write(_ fd: Int32, _ bytes: [UInt8], at offset: UInt64, what: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset) + off_t(done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw BundleError.io("writing \(what): \(String(cString: strerror(errno)))") }
-            done += n
-        }
     }
 
     /// Rewraps the key stored in every manifest at the source: `transform`

@@ -89,7 +89,7 @@ final class ManifestWriter {
             try line(["m": [Int(c.offset), c.length, c.hex]])
         case .file(let id, let size):
             totals.files += 1
-            try line(["f": String(format16: id), "size": Int(size)])
+            try line(["f": String(format16Hex: id), "size": Int(size)])
         case .chunk(let c):
             totals.chunks += 1
             totals.bytes += UInt64(c.length)
@@ -321,13 +321,6 @@ final class SHA256Stream {
     private var state: SHA256? = SHA256()
     func update(_ bytes: [UInt8]) { state!.update(bytes) }
     func finalize() -> [UInt8] { state.take()!.finalize() }
-}
-
-extension String {
-    init(format16 v: UInt64) {
-        let h = String(v, radix: 16)
-        self = String(repeating: "0", count: Swift.max(0, 16 - h.count)) + h
-    }
 }
 
 /// Errors of bundles and object stores, each a one-line message.

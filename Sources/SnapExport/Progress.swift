@@ -44,9 +44,9 @@ public final class Progress {
         lastDraw = now
         let elapsed = max(now.timeIntervalSince(started), 0.001)
         let rate = Double(bytes) / elapsed
-        var line = "\r\(verb): \(Self.human(bytes))"
-        if totalBytes > 0 { line += " / \(Self.human(totalBytes)) (\(min(100, Int(Double(bytes) * 100 / Double(totalBytes))))%)" }
-        line += ", \(chunks) chunks, \(Self.human(UInt64(rate)))/s"
+        var line = "\r\(verb): \(humanBytes(bytes))"
+        if totalBytes > 0 { line += " / \(humanBytes(totalBytes)) (\(min(100, Int(Double(bytes) * 100 / Double(totalBytes))))%)" }
+        line += ", \(chunks) chunks, \(humanBytes(UInt64(rate)))/s"
         if totalBytes > bytes && rate > 0 {
             let eta = Int(Double(totalBytes - bytes) / rate)
             line += ", ETA \(eta / 60):" + String(format: "%02d", eta % 60)
@@ -56,16 +56,17 @@ public final class Progress {
 
     public var elapsed: Double { Date().timeIntervalSince(started) }
 
-    static func human(_ n: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n)
-        var i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
-    }
-
     private func writeError(_ text: String) {
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
+}
+
+/// A byte count as people read it: "512 B", "1.5 MiB".
+public func humanBytes(_ n: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var v = Double(n)
+    var i = 0
+    while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+    return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
 }

@@ -2,6 +2,7 @@ import BlockCipher
 import Foundation
 import HTTPTransport
 import KeyVault
+import MetaStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -81,7 +82,7 @@ public final class S3BundleStore: BundleStore {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw BundleError.io("cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let size = Int(fileSizeOf(path))
+        let size = Int(fileSize(atPath: path))
         func read(_ range: Range<Int>) throws -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: range.count)
             let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, range.count, off_t(range.lowerBound)) }

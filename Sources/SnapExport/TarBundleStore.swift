@@ -1,4 +1,5 @@
 import Foundation
+import MetaStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -136,13 +137,8 @@ public final class TarBundleStore: BundleStore {
     public func get(_ key: String) throws -> [UInt8] {
         guard let member = index[key] else { throw BundleError.missing("\(key) is missing from \(path)") }
         var bytes = [UInt8](repeating: 0, count: member.size)
-        var done = 0
-        while done < member.size {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, member.size - done, off_t(member.offset) + off_t(done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw BundleError.io("reading \(key) from \(path): \(n < 0 ? String(cString: strerror(errno)) : "end of file")") }
-            done += n
-        }
+        let got = try bytes.withUnsafeMutableBytes { try readFully(fd, into: $0, at: member.offset, path: path) }
+        guard got == member.size else { throw BundleError.corrupt("\(key) in \(path) ends early") }
         return bytes
     }
 
@@ -152,15 +148,16 @@ public final class TarBundleStore: BundleStore {
         let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw BundleError.io("cannot write \(target): \(String(cString: strerror(errno)))") }
         defer { close(output) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
         var done = 0
         while done < member.size {
-            let want = min(buffer.count, member.size - done)
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(member.offset) + off_t(done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw BundleError.io("reading \(key) from \(path): \(n < 0 ? String(cString: strerror(errno)) : "end of file")") }
-            try BundleReader.write(output, Array(buffer[0..<n]), at: UInt64(done), what: target)
-            done += n
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(buffer.count, member.size - done)])
+            guard try readFully(fd, into: piece, at: member.offset + UInt64(done), path: path) == piece.count else {
+                throw BundleError.corrupt("\(key) in \(path) ends early")
+            }
+            try writeFully(output, UnsafeRawBufferPointer(piece), at: UInt64(done), path: target)
+            done += piece.count
         }
     }
 
@@ -171,12 +168,6 @@ public final class TarBundleStore: BundleStore {
     }
 
     private func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw BundleError.io("writing \(path): \(String(cString: strerror(errno)))") }
-            done += n
-        }
+        try writeFully(fd, bytes, at: offset, path: path)
     }
 }

@@ -3,6 +3,7 @@ import BlockCipher
 import Foundation
 import KeyVault
 import MetaStore
+import SnapExport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,12 +80,8 @@ struct FsCommand: ParsableCommand {
                     return
                 }
                 let columns = ["name", "uuid", "kms", "key", "size", "mounted"]
-                var table = [columns.map { $0.uppercased() }]
-                table += rows.map { r in columns.map { c in c == "size" ? StoreUsage.human(UInt64(r[c] ?? "0") ?? 0) : (r[c].flatMap { $0.isEmpty ? nil : $0 } ?? "-") } }
-                let widths = columns.indices.map { i in table.map { $0[i].count }.max() ?? 0 }
-                for line in table {
-                    writeStdout(zip(line, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n")
-                }
+                writeTable([columns.map { $0.uppercased() }]
+                           + rows.map { r in columns.map { c in c == "size" ? humanBytes(UInt64(r[c] ?? "0") ?? 0) : (r[c].flatMap { $0.isEmpty ? nil : $0 } ?? "-") } })
             }
         }
     }
@@ -125,13 +122,5 @@ enum StoreUsage {
             if lstat(root + "/" + rel, &st) == 0 { total += UInt64(st.st_blocks) * 512 }
         }
         return total
-    }
-
-    static func human(_ n: UInt64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n)
-        var i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
     }
 }

@@ -76,12 +76,9 @@ struct SnapshotCommand: ParsableCommand {
                 for r in rows {
                     let mounted = r["mounted"] as? String ?? ""
                     table.append([r["name"] as? String ?? "", "\(r["id"] ?? "")", r["created"] as? String ?? "", r["state"] as? String ?? "",
-                                  StoreUsage.human(UInt64(r["heldBytes"] as? Int ?? 0)), mounted.isEmpty ? "-" : mounted])
+                                  humanBytes(UInt64(r["heldBytes"] as? Int ?? 0)), mounted.isEmpty ? "-" : mounted])
                 }
-                let widths = table[0].indices.map { i in table.map { $0[i].count }.max() ?? 0 }
-                for line in table {
-                    writeStdout(zip(line, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n")
-                }
+                writeTable(table)
             }
         }
 
@@ -173,8 +170,8 @@ extension SnapshotCommand {
                 let destinationStore = try location.open(destination, create: true)
                 let s = try Exporter(store: store, chunkSize: size).export(snapshot: info, to: destinationStore, base: base, progress: !location.json)
                 try location.report(
-                    "exported snapshot \(s.snapshot) of \(target.filesystem) to \(s.location): \(s.files) files, \(s.chunks) chunks (\(StoreUsage.human(s.bytes))); "
-                        + "sent \(s.uploadedChunks) new chunks (\(StoreUsage.human(s.uploadedBytes))) in \(String(format: "%.1f", s.seconds)) s\n",
+                    "exported snapshot \(s.snapshot) of \(target.filesystem) to \(s.location): \(s.files) files, \(s.chunks) chunks (\(humanBytes(s.bytes))); "
+                        + "sent \(s.uploadedChunks) new chunks (\(humanBytes(s.uploadedBytes))) in \(String(format: "%.1f", s.seconds)) s\n",
                     ["snapshot": s.snapshot, "filesystem": target.filesystem, "location": s.location, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
                      "uploadedChunks": s.uploadedChunks, "uploadedBytes": Int(s.uploadedBytes), "metadataBytes": Int(s.metadataBytes),
                      "sentBytes": Int(destinationStore.bytesSent), "seconds": s.seconds, "base": base as Any,
@@ -230,7 +227,7 @@ extension SnapshotCommand {
                     }
                 }
                 try location.report(
-                    "imported snapshot \(s.snapshot) as filesystem \(name) (uuid \(s.filesystemUUID)): \(s.files) files, \(s.chunks) chunks (\(StoreUsage.human(s.bytes))) verified\n",
+                    "imported snapshot \(s.snapshot) as filesystem \(name) (uuid \(s.filesystemUUID)): \(s.files) files, \(s.chunks) chunks (\(humanBytes(s.bytes))) verified\n",
                     ["filesystem": name, "snapshot": s.snapshot, "uuid": s.filesystemUUID, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
                      "metadataBytes": Int(s.metadataBytes), "repaired": s.repaired, "seconds": s.seconds])
             }
@@ -248,7 +245,7 @@ extension SnapshotCommand {
             try userErrors {
                 let s = try BundleReader(source: try location.open(source, create: false)).verify(snapshot: snapshot, progress: !location.json)
                 try location.report(
-                    "bundle of snapshot \(s.snapshot) (filesystem \(s.filesystemUUID)) is intact: \(s.files) files, \(s.chunks) chunks (\(StoreUsage.human(s.bytes))) checked\n",
+                    "bundle of snapshot \(s.snapshot) (filesystem \(s.filesystemUUID)) is intact: \(s.files) files, \(s.chunks) chunks (\(humanBytes(s.bytes))) checked\n",
                     ["snapshot": s.snapshot, "uuid": s.filesystemUUID, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
                      "metadataBytes": Int(s.metadataBytes), "ok": true, "seconds": s.seconds])
             }

@@ -18,18 +18,20 @@ enum SnapshotRequests {
         let manager = SnapshotManager(store: store)
         try ControlChannel.serve(storeRoot: store.root) { verb, argument in
             do {
-                switch verb {
-                case createVerb:
-                    let info = try fileSystem.paused {
-                        defer { try? preserver.reload() }
-                        return try manager.create(name: argument, now: UInt64(time(nil))) { try metadata.writeImage(to: $0) }
-                    }
-                    return .success("\(info.id)")
-                case deleteVerb:
+                // Writers paused; open files pick up the new newest snapshot after the reload.
+                func paused(_ change: () throws -> Void) throws {
                     try fileSystem.paused {
                         defer { try? preserver.reload() }
-                        try manager.delete(name: argument)
+                        try change()
                     }
+                }
+                switch verb {
+                case createVerb:
+                    var id: UInt32 = 0
+                    try paused { id = try manager.create(name: argument, now: UInt64(time(nil))) { try metadata.writeImage(to: $0) }.id }
+                    return .success("\(id)")
+                case deleteVerb:
+                    try paused { try manager.delete(name: argument) }
                     return .success("")
                 default:
                     return .failure(UserFacingError("unknown control request '\(verb)'", exitCode: ExitCodes.usage))
@@ -43,12 +45,26 @@ enum SnapshotRequests {
     /// Takes a snapshot of filesystem `name`'s store.
     static func create(_ snapshot: String, store: StorePaths) throws -> SnapshotInfo {
         let manager = SnapshotManager(store: store)
+        try onStore(store, createVerb, snapshot) {
+            _ = try manager.create(name: snapshot, now: UInt64(time(nil))) { try MetadataStore.writeImage(of: store.metadata, to: $0) }
+        }
+        return try named(snapshot, manager: manager)
+    }
+
+    static func delete(_ snapshot: String, store: StorePaths) throws {
+        try onStore(store, deleteVerb, snapshot) { try SnapshotManager(store: store).delete(name: snapshot) }
+    }
+
+    /// Runs a change directly under the store lock when the filesystem is not
+    /// mounted (`locally`), else asks its mount daemon (`verb argument`), after
+    /// pushing the kernel's dirty pages to the daemon so the change sees what
+    /// applications have written so far.
+    private static func onStore(_ store: StorePaths, _ verb: String, _ argument: String, locally: () throws -> Void) throws {
         if let lock = StoreLock(path: store.root + "/lock", timeout: 0) {
             defer { withExtendedLifetime(lock) {} }
-            return try manager.create(name: snapshot, now: UInt64(time(nil))) { try MetadataStore.writeImage(of: store.metadata, to: $0) }
+            try locally()
+            return
         }
-        // Mounted: push the kernel's dirty pages to the daemon first, so the
-        // snapshot holds what applications have written so far.
         for mountpoint in MountTable.current().mountpoints(ofStore: store.root) {
             let fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if fd >= 0 {
@@ -56,23 +72,17 @@ enum SnapshotRequests {
                 close(fd)
             }
         }
-        _ = try ControlChannel.request(storeRoot: store.root, createVerb, snapshot)
-        guard let info = try manager.list().first(where: { $0.name == snapshot }) else { throw SnapshotError.notFound(snapshot) }
-        return info
+        _ = try ControlChannel.request(storeRoot: store.root, verb, argument)
     }
 
-    static func delete(_ snapshot: String, store: StorePaths) throws {
-        if let lock = StoreLock(path: store.root + "/lock", timeout: 0) {
-            defer { withExtendedLifetime(lock) {} }
-            try SnapshotManager(store: store).delete(name: snapshot)
-            return
-        }
-        _ = try ControlChannel.request(storeRoot: store.root, deleteVerb, snapshot)
+    static func named(_ name: String, manager: SnapshotManager) throws -> SnapshotInfo {
+        guard let info = try SnapshotCatalog.load(manager.paths).named(name) else { throw SnapshotError.notFound(name) }
+        return info
     }
 
     /// A snapshot that can be mounted or exported.
     static func usable(_ name: String, manager: SnapshotManager) throws -> SnapshotInfo {
-        guard let info = try manager.list().first(where: { $0.name == name }) else { throw SnapshotError.notFound(name) }
+        let info = try named(name, manager: manager)
         guard !info.deleting else { throw SnapshotError.deleting(name) }
         return info
     }
@@ -83,7 +93,7 @@ enum SnapshotRequests {
         guard let at = source.lastIndex(of: "@") else { return source + "/lock" }
         let store = StorePaths(root: String(source[..<at]))
         let manager = SnapshotManager(store: store)
-        guard let info = try? manager.list().first(where: { $0.name == String(source[source.index(after: at)...]) }) else { return source + "/lock" }
+        guard let info = try? named(String(source[source.index(after: at)...]), manager: manager) else { return source + "/lock" }
         return manager.paths.lock(info)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import FuseFrontend
 import KeyVault
 import MetaStore
@@ -71,6 +72,15 @@ struct UserFacingError: Error {
 func writeStderr(_ text: String) {
     let bytes = Array(text.utf8)
     _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+/// Rows as aligned columns (the first row is the header), two spaces apart.
+func writeTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    let widths = first.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+    for row in rows {
+        writeStdout(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n")
+    }
 }
 
 func writeStdout(_ text: String) {
