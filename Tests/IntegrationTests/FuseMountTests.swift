@@ -189,16 +189,11 @@ struct FuseMountTests {
             """
         for round in 0..<4 {
             try box.mount()
-            let worker = Process()
-            worker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            worker.arguments = ["-c", workload, box.mountpoint, journal, String(round + 1)]
-            worker.standardOutput = FileHandle.nullDevice
-            worker.standardError = FileHandle.nullDevice
-            try worker.run()
+            let worker = try Harness.launch("/usr/bin/python3", ["-c", workload, box.mountpoint, journal, String(round + 1)])
             usleep(useconds_t(200_000 + Int.random(in: 0..<1_000_000)))
             let pid = try #require(box.daemonPID())
             #expect(kill(pid, SIGKILL) == 0)
-            worker.terminate()
+            kill(worker.processIdentifier, SIGKILL)  // SIGTERM can be blocked in processes Foundation spawns
             worker.waitUntilExit()
             _ = try Harness.run("/bin/fusermount3", ["-u", "-z", box.mountpoint])
             usleep(300_000)

@@ -74,6 +74,23 @@ enum Harness {
     static func shell(_ script: String, env: [String: String] = [:]) throws -> Result {
         try run("/bin/bash", ["-c", script], env: env)
     }
+
+    /// Starts a process in the background (stdout to `output`, else discarded; stderr discarded).
+    static func launch(_ executable: String, _ args: [String], output: String? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = args
+        if let output { _ = FileManager.default.createFile(atPath: output, contents: nil) }
+        p.standardOutput = output.flatMap { FileHandle(forWritingAtPath: $0) } ?? FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    /// A JSON object printed by a command (`--json`), empty if it is not one.
+    static func json(_ text: String) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+    }
 }
 
 /// A private kmsfs home and mount point, unmounted and removed at the end.
@@ -139,6 +156,25 @@ final class Sandbox {
     /// The pid recorded by the mount daemon in the store's lock file.
     func daemonPID(_ name: String = "demo") -> Int32? {
         (try? String(contentsOfFile: home + "/filesystems/\(name)/lock", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// A new directory under the sandbox (extra mount points, bundles).
+    func directory(_ name: String) throws -> String {
+        let path = root + "/" + name
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Mounts snapshot `snapshot` of `filesystem` read-only at `dir`.
+    func mountSnapshot(_ snapshot: String, at dir: String, of filesystem: String = "demo") throws {
+        let r = try kmsfs("snapshot", "mount", filesystem, snapshot, dir)
+        try #require(r.status == 0, "snapshot mount \(snapshot): \(r.stderr)")
+    }
+
+    /// Unmounts `dir` (a second mount of the sandbox).
+    func umount(_ dir: String) throws {
+        let r = try kmsfs("umount", dir)
+        #expect(r.status == 0, "umount \(dir): \(r.stderr)")
     }
 
     func write(_ path: String, _ text: String) throws {

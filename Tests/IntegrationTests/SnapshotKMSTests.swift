@@ -5,46 +5,45 @@ import Testing
 /// checking on, and SeaweedFS) and rehydration on "another host" (a second kmsfs home that
 /// has only the KMS configuration) through OpenBao, across a key rotation.
 @Suite(.serialized) struct SnapshotKMSTests {
-    func json(_ text: String) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
-    }
+    /// The S3 round trip both servers get: a snapshot of a 40 MB file and a
+    /// source tree, exported with 32 MiB chunks (the large one by multipart
+    /// upload), exported again (nothing sent), verified with the manifest
+    /// fetched in 4 KiB ranges (`verifyEnv`: which identity), imported, and
+    /// compared with the snapshot view. Leaves the filesystem unmounted.
+    func roundTrip(_ box: Sandbox, tree: String, location: String, endpoint: String, verifyEnv: [String: String]) throws {
+        try box.create()
+        try box.mount()
+        #expect(try Harness.shell("head -c 40000000 /dev/urandom > \(box.mountpoint)/large && cp -r \(Harness.packageRoot)/Sources/\(tree) \(box.mountpoint)/").status == 0)
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        let exportArgs = ["snapshot", "export", "demo", "s1", location, "--endpoint-url", endpoint, "--chunk-size", "32M", "--json"]
+        let export = try box.kmsfs(exportArgs)
+        try #require(export.status == 0, "export to \(location): \(export.stderr)")
+        let summary = Harness.json(export.stdout)
+        #expect((summary["multipartUploads"] as? Int ?? 0) >= 1, "\(summary)")
+        #expect((summary["uploadedBytes"] as? Int ?? 0) >= 40_000_000)
+        let again = Harness.json(try box.kmsfs(exportArgs).stdout)
+        #expect(again["uploadedBytes"] as? Int == 0, "re-export sends nothing: \(again)")
+        let verify = try box.kmsfs(["snapshot", "verify", location, "--endpoint-url", endpoint], env: verifyEnv.merging(["KMSFS_S3_RANGE_SIZE": "4096"]) { $1 })
+        #expect(verify.status == 0, "verify, manifest fetched in 4 KiB ranges: \(verify.stderr)")
 
-    func directory(_ box: Sandbox, _ name: String) throws -> String {
-        let path = box.root + "/" + name
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
+        let imported = try box.kmsfs("snapshot", "import", location, "copy", "--endpoint-url", endpoint)
+        try #require(imported.status == 0, "import from \(location): \(imported.stderr)")
+        let view = try box.directory("view"), copy = try box.directory("copy")
+        try box.mountSnapshot("s1", at: view)
+        #expect(try box.kmsfs("mount", "copy", copy).status == 0)
+        let diff = try Harness.shell("diff -r \(view) \(copy)")
+        #expect(diff.status == 0, "diff -r: \(diff.stdout.prefix(500))")
+        try box.umount(view)
+        try box.umount(copy)
+        try box.umount()
     }
 
     @Test func exportToS3AndRehydrateFromIt() throws {
         guard Harness.fuseAvailable(), let moto = Moto.available() else { return }
         let box = try Sandbox()
         box.env = moto.credentials
-        try box.create()
-        try box.mount()
-        #expect(try Harness.shell("head -c 40000000 /dev/urandom > \(box.mountpoint)/large && cp -r \(Harness.packageRoot)/Sources/SnapExport \(box.mountpoint)/").status == 0)
-        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
         let location = "s3://\(moto.env["MOTO_BUCKET"]!)/\(UUID().uuidString.prefix(8))/demo"
-        // 32 MiB chunks: the large file's first chunk goes up as a multipart upload.
-        let export = try box.kmsfs("snapshot", "export", "demo", "s1", location, "--endpoint-url", moto.endpoint, "--chunk-size", "32M", "--json")
-        try #require(export.status == 0, "export to S3: \(export.stderr)")
-        let summary = json(export.stdout)
-        #expect((summary["multipartUploads"] as? Int ?? 0) >= 1, "\(summary)")
-        #expect((summary["uploadedBytes"] as? Int ?? 0) >= 40_000_000)
-        let again = json(try box.kmsfs("snapshot", "export", "demo", "s1", location, "--endpoint-url", moto.endpoint, "--chunk-size", "32M", "--json").stdout)
-        #expect(again["uploadedBytes"] as? Int == 0, "re-export sends nothing: \(again)")
-        let verify = try box.kmsfs(["snapshot", "verify", location, "--endpoint-url", moto.endpoint], env: ["KMSFS_S3_RANGE_SIZE": "4096"])
-        #expect(verify.status == 0, "verify on S3, manifest fetched in 4 KiB ranges: \(verify.stderr)")
-
-        let imported = try box.kmsfs("snapshot", "import", location, "fromS3", "--endpoint-url", moto.endpoint)
-        try #require(imported.status == 0, "import from S3: \(imported.stderr)")
-        let view = try directory(box, "view"), copy = try directory(box, "copy")
-        #expect(try box.kmsfs("snapshot", "mount", "demo", "s1", view).status == 0)
-        #expect(try box.kmsfs("mount", "fromS3", copy).status == 0)
-        let diff = try Harness.shell("diff -r \(view) \(copy)")
-        #expect(diff.status == 0, "diff -r: \(diff.stdout.prefix(500))")
-        #expect(try box.kmsfs("umount", view).status == 0)
-        #expect(try box.kmsfs("umount", copy).status == 0)
-        try box.umount()
+        try roundTrip(box, tree: "SnapExport", location: location, endpoint: moto.endpoint, verifyEnv: [:])
 
         // Wrong credentials and a missing bucket: one clear line each, nothing created.
         let denied = try box.kmsfs(["snapshot", "import", location, "denied", "--endpoint-url", moto.endpoint],
@@ -59,35 +58,11 @@ import Testing
         guard Harness.fuseAvailable(), let seaweed = SeaweedFS.available() else { return }
         let box = try Sandbox()
         box.env = seaweed.credentials
-        try box.create()
-        try box.mount()
-        #expect(try Harness.shell("head -c 40000000 /dev/urandom > \(box.mountpoint)/large && cp -r \(Harness.packageRoot)/Sources/MetaStore \(box.mountpoint)/").status == 0)
-        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
         let location = "s3://\(seaweed.bucket)/\(UUID().uuidString.prefix(8))/demo"
-        let export = try box.kmsfs("snapshot", "export", "demo", "s1", location, "--endpoint-url", seaweed.endpoint, "--chunk-size", "32M", "--json")
-        try #require(export.status == 0, "export to SeaweedFS: \(export.stderr)")
-        let summary = json(export.stdout)
-        #expect((summary["multipartUploads"] as? Int ?? 0) >= 1, "\(summary)")
-        let again = json(try box.kmsfs("snapshot", "export", "demo", "s1", location, "--endpoint-url", seaweed.endpoint, "--chunk-size", "32M", "--json").stdout)
-        #expect(again["uploadedBytes"] as? Int == 0, "re-export sends nothing: \(again)")
-        // The read-only identity can verify but not write.
-        // (The manifest is fetched in 4 KiB ranges here, as a large one would be in 8 MiB ones.)
-        let verify = try box.kmsfs(["snapshot", "verify", location, "--endpoint-url", seaweed.endpoint],
-                                   env: seaweed.readOnlyCredentials.merging(["KMSFS_S3_RANGE_SIZE": "4096"]) { $1 })
-        #expect(verify.status == 0, "verify with read-only credentials: \(verify.stderr)")
+        // The read-only identity verifies; it cannot export.
+        try roundTrip(box, tree: "MetaStore", location: location, endpoint: seaweed.endpoint, verifyEnv: seaweed.readOnlyCredentials)
         let denied = try box.kmsfs(["snapshot", "export", "demo", "s1", location + "-ro", "--endpoint-url", seaweed.endpoint], env: seaweed.readOnlyCredentials)
         #expect(denied.status == 69 && denied.stderr.contains("AccessDenied"), "export with read-only credentials: \(denied.stderr)")
-
-        let imported = try box.kmsfs("snapshot", "import", location, "fromSeaweed", "--endpoint-url", seaweed.endpoint)
-        try #require(imported.status == 0, "import from SeaweedFS: \(imported.stderr)")
-        let view = try directory(box, "view"), copy = try directory(box, "copy")
-        #expect(try box.kmsfs("snapshot", "mount", "demo", "s1", view).status == 0)
-        #expect(try box.kmsfs("mount", "fromSeaweed", copy).status == 0)
-        let diff = try Harness.shell("diff -r \(view) \(copy)")
-        #expect(diff.status == 0, "diff -r: \(diff.stdout.prefix(500))")
-        #expect(try box.kmsfs("umount", view).status == 0)
-        #expect(try box.kmsfs("umount", copy).status == 0)
-        try box.umount()
     }
 
     @Test func rehydrateOnAnotherHostThroughVaultAcrossRotation() throws {
@@ -132,7 +107,7 @@ import Testing
         let rewrap = try source.kmsfs("snapshot", "rewrap", bundle)
         #expect(rewrap.status == 0 && rewrap.stdout.contains("rewrapped 1 manifest"), "snapshot rewrap: \(rewrap.stdout) \(rewrap.stderr)")
         let manifest = String(decoding: FileManager.default.contents(atPath: bundle + "/manifests/s1.jsonl") ?? Data(), as: UTF8.self)
-        let header = json(String(manifest.prefix { $0 != "\n" }))
+        let header = Harness.json(String(manifest.prefix { $0 != "\n" }))
         let superblock = Data(base64Encoded: header["superblock"] as? String ?? "") ?? Data()
         #expect(String(decoding: superblock.map { $0 >= 0x20 && $0 < 0x7f ? $0 : 0x2e }, as: UTF8.self).contains("vault:v2:"))
         #expect(try other.kmsfs("snapshot", "verify", bundle).status == 0)

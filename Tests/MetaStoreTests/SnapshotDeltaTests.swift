@@ -14,6 +14,43 @@ struct SnapshotDeltaTests {
         var files: [UInt64: [UInt8]] = [:]
     }
 
+    /// A new store with a key, a live data store that preserves for snapshots, and its snapshot manager.
+    struct Fixture {
+        let root: String
+        let store: StorePaths
+        let keys: FilesystemKeys
+        let preserver: SnapshotPreserver
+        let live: DataStore
+        let manager: SnapshotManager
+
+        init(_ name: String) throws {
+            root = tempPath(name)
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            store = StorePaths(root: root)
+            try DataStore.createLayout(at: store.data)
+            keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret())
+            preserver = try SnapshotPreserver(storeRoot: root)
+            live = DataStore(directory: store.data, cipher: keys.data, preserver: preserver)
+            manager = SnapshotManager(store: store)
+        }
+
+        /// Takes a snapshot with an empty metadata image whose file id limit is `limit`.
+        @discardableResult
+        func snapshot(_ name: String, limit: UInt64) throws -> SnapshotInfo {
+            let info = try manager.create(name: name, now: 1) { path in
+                _ = FileManager.default.createFile(atPath: path, contents: Data())
+                return limit
+            }
+            try preserver.reload()
+            return info
+        }
+
+        /// A read-only view of `info`.
+        func view(_ info: SnapshotInfo) -> DataStore {
+            DataStore(directory: store.data, cipher: keys.data, overlay: SnapshotOverlay(storeRoot: root, snapshot: info))
+        }
+    }
+
     @Test("seeded random operations: every snapshot keeps its bytes")
     func differential() throws {
         for seed in 1...10 {
@@ -22,14 +59,8 @@ struct SnapshotDeltaTests {
     }
 
     func run(seed: UInt64, steps: Int) throws {
-        let root = tempPath("snapstore")
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let store = StorePaths(root: root)
-        try DataStore.createLayout(at: store.data)
-        let keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret())
-        let preserver = try SnapshotPreserver(storeRoot: root)
-        let live = DataStore(directory: store.data, cipher: keys.data, preserver: preserver)
-        let manager = SnapshotManager(store: store)
+        let fixture = try Fixture("snapstore")
+        let (live, manager, preserver) = (fixture.live, fixture.manager, fixture.preserver)
         var rng = SplitMix(seed: seed)
         var model = Model()
         var open: [UInt64: DataFile] = [:]
@@ -87,12 +118,7 @@ struct SnapshotDeltaTests {
             } else if op < 90 {
                 counter += 1
                 let name = "s\(counter)"
-                let limit = nextID
-                _ = try manager.create(name: name, now: UInt64(step)) { path in
-                    _ = FileManager.default.createFile(atPath: path, contents: Data())
-                    return limit
-                }
-                try preserver.reload()
+                try fixture.snapshot(name, limit: nextID)
                 taken.append((name, model.files))
             } else if !taken.isEmpty {
                 let victim = Int(rng.next() % UInt64(taken.count))
@@ -105,7 +131,7 @@ struct SnapshotDeltaTests {
             let catalog = try SnapshotCatalog.load(manager.paths)
             #expect(catalog.snapshots.map(\.name) == taken.map(\.name))
             for (info, expected) in zip(catalog.snapshots, taken) {
-                let view = DataStore(directory: store.data, cipher: keys.data, overlay: SnapshotOverlay(storeRoot: root, snapshot: info))
+                let view = fixture.view(info)
                 for (id, bytes) in expected.files {
                     let got = try view.open(FileID(id)).read(offset: 0, count: bytes.count + 10, fileSize: UInt64(bytes.count)) { Array($0) }
                     let same = got == bytes  // compared outside #expect: it would print both arrays
@@ -128,17 +154,9 @@ struct SnapshotDeltaTests {
 
     @Test("a delete that crashed is finished by deleting again, at any point")
     func interruptedDelete() throws {
-        let root = tempPath("snapdel")
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let store = StorePaths(root: root)
-        try DataStore.createLayout(at: store.data)
-        let manager = SnapshotManager(store: store)
-        for name in ["a", "b", "c"] {
-            _ = try manager.create(name: name, now: 1) { path in
-                _ = FileManager.default.createFile(atPath: path, contents: Data())
-                return 2
-            }
-        }
+        let fixture = try Fixture("snapdel")
+        let manager = fixture.manager
+        for name in ["a", "b", "c"] { try fixture.snapshot(name, limit: 2) }
         // Crash 1: marked deleting, nothing else done. Crash 2: directory already gone, catalog not rewritten.
         var catalog = try SnapshotCatalog.load(manager.paths)
         catalog.snapshots[1].deleting = true
@@ -156,22 +174,12 @@ struct SnapshotDeltaTests {
 
     @Test("a snapshot costs no data copy; a later overwrite copies only the units it touches")
     func copyOnWriteGranularity() throws {
-        let root = tempPath("snapcost")
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let store = StorePaths(root: root)
-        try DataStore.createLayout(at: store.data)
-        let keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret())
-        let preserver = try SnapshotPreserver(storeRoot: root)
-        let live = DataStore(directory: store.data, cipher: keys.data, preserver: preserver)
-        let f = try live.open(FileID(7))
+        let fixture = try Fixture("snapcost")
+        let f = try fixture.live.open(FileID(7))
         let big = [UInt8](repeating: 0x5A, count: 16 << 20)
         try big.withUnsafeBytes { try f.write(offset: 0, data: $0, fileSize: 0) }
-        let manager = SnapshotManager(store: store)
-        let info = try manager.create(name: "a", now: 1) { path in
-            _ = FileManager.default.createFile(atPath: path, contents: Data())
-            return 8
-        }
-        try preserver.reload()
+        let manager = fixture.manager
+        let info = try fixture.snapshot("a", limit: 8)
         #expect(try FileManager.default.contentsOfDirectory(atPath: manager.paths.deltaDirectory(info)).isEmpty)
         let patch = [UInt8](repeating: 0x11, count: 10_000)
         try patch.withUnsafeBytes { try f.write(offset: 5 << 20, data: $0, fileSize: UInt64(big.count)) }
@@ -181,7 +189,7 @@ struct SnapshotDeltaTests {
         // 10,000 bytes at an unaligned offset touch 3 units: 3 units + the header allocated, whatever the file's size.
         #expect(Int(st.st_blocks) * 512 <= 4 * 4096)
         #expect(deltaBytes > 5 << 20)  // sparse: units live at their offsets
-        let view = DataStore(directory: store.data, cipher: keys.data, overlay: SnapshotOverlay(storeRoot: root, snapshot: info))
+        let view = fixture.view(info)
         let old = try view.open(FileID(7)).read(offset: 5 << 20, count: 10_000, fileSize: UInt64(big.count)) { Array($0) }
         #expect(old.allSatisfy { $0 == 0x5A } && old.count == 10_000)
     }
