@@ -13,6 +13,11 @@ public final class FuseSession {
         public var fsName: String
         public var readOnly = false
         public var allowOther = false
+        /// Honour setuid/setgid bits and device nodes. Off by default (nosuid,
+        /// nodev, as gocryptfs does): whoever can write the store or author a
+        /// bundle could otherwise plant a setuid-root binary or a device node.
+        public var allowSetuid = false
+        public var allowDevices = false
         public var writebackCache = true
         public var maxThreads: UInt32 = 16
         public var debug = false
@@ -45,6 +50,8 @@ public final class FuseSession {
         var mountOptions = ["fsname=\(options.fsName)", "subtype=kmsfs", "default_permissions", "noatime"]
         if options.readOnly { mountOptions.append("ro") }
         if options.allowOther { mountOptions.append("allow_other") }
+        mountOptions.append(options.allowSetuid ? "suid" : "nosuid")
+        mountOptions.append(options.allowDevices ? "dev" : "nodev")
         var argv = ["kmsfs", "-o", mountOptions.joined(separator: ",")]
         if options.debug { argv.append("-d") }
         let cArgs = argv.map { strdup($0) }

@@ -54,7 +54,7 @@ extension Catalog {
             SELECT e.id, e.name, \(MetadataSchema.inodeColumnsOfI) FROM entries e JOIN inodes i ON i.ino = e.ino
             WHERE e.parent = ? AND e.id > ? ORDER BY e.id LIMIT ?
             """, [.int(Int64(ino.rawValue)), .int(max(0, cookie - 2)), .int(Int64(limit))]) { row in
-            rows.append((row.int(0), row.blob(1), Self.decode(row, from: 2)))
+            rows.append((row.int(0), row.blob(1), try Self.decode(row, from: 2)))
         }
         for (id, sealed, stored) in rows {
             let attributes = cache[stored.ino.rawValue] ?? stored

@@ -33,6 +33,19 @@ extension Catalog {
             report.unrepairable.append("the metadata database is damaged; restore it from a snapshot export")
             return report
         }
+        let invalid = try invalidRows()
+        if !invalid.isEmpty {
+            report.problems += invalid
+            report.unrepairable.append("the metadata holds rows kmsfs never writes (edited or damaged); restore it from a snapshot export")
+            return report
+        }
+        var counterRaise: UInt64?
+        if let problem = counterProblem {
+            report.problems.append("the metadata \(problem)")
+            // Raised by a random 2^32..2^40 (as import does): numbers handed out
+            // before the counter went back must not come again.
+            counterRaise = UInt64(highestIno) + UInt64.random(in: (1 << 32)..<(1 << 40))
+        }
         struct Node { var mode: UInt32; var nlink: UInt32 }
         var nodes: [Int64: Node] = [:]
         try db.query("SELECT ino, mode, nlink FROM inodes") { nodes[$0.int(0)] = Node(mode: UInt32(truncatingIfNeeded: $0.int(1)), nlink: UInt32(truncatingIfNeeded: $0.int(2))) }
@@ -98,6 +111,12 @@ extension Catalog {
 
         guard repair else { return report }
         try transaction {
+            if let counterRaise {
+                try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)", [.int(Int64(counterRaise))])
+                nextIno = counterRaise
+                reservedIno = counterRaise
+                report.repairs.append("raised the next inode number to \(counterRaise)")
+            }
             for id in badEntries {
                 try db.query("DELETE FROM entries WHERE id = ?", [.int(id)])
                 report.repairs.append("removed entry \(id)")

@@ -21,11 +21,25 @@ final class Catalog: @unchecked Sendable {
     var reservedIno: UInt64
     static let inodeBatch: UInt64 = 256
 
-    init(db: SQLiteDatabase, names: NameCipher) throws {
+    init(db: SQLiteDatabase, names: NameCipher, tolerateCounter: Bool = false) throws {
         self.db = db
         self.names = names
-        nextIno = UInt64(try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 2)
+        let counter = try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 0
+        highestIno = try db.scalar("SELECT max(ino) FROM inodes") ?? 0
+        nextIno = UInt64(max(counter, 0))
         reservedIno = nextIno
+        // Inode numbers are file ids in the XTS tweak: a counter at or below an
+        // inode in use would hand out a number twice. Only fsck (to report and
+        // raise it) may open such a database.
+        if !tolerateCounter, let problem = counterProblem { throw MetaStoreError.untrustedMetadata(path: db.path, problem: problem) }
+    }
+
+    /// The highest inode number in use when the database was opened.
+    let highestIno: Int64
+
+    /// Why the stored inode counter cannot be trusted, or nil.
+    var counterProblem: String? {
+        Int64(bitPattern: nextIno) > highestIno ? nil : "has next inode number \(nextIno), not above its highest inode \(highestIno)"
     }
 
     /// A write transaction; on rollback the cache is dropped, since it may
@@ -43,28 +57,47 @@ final class Catalog: @unchecked Sendable {
     func attributes(_ ino: InodeNumber) throws -> InodeAttributes {
         if let a = cache[ino.rawValue] { return a }
         var found: InodeAttributes?
-        try db.query("SELECT \(MetadataSchema.inodeColumns) FROM inodes WHERE ino = ?", [.int(Int64(bitPattern: ino.rawValue))]) { found = Self.decode($0, from: 0) }
+        try db.query("SELECT \(MetadataSchema.inodeColumns) FROM inodes WHERE ino = ?", [.int(Int64(bitPattern: ino.rawValue))]) { found = try Self.decode($0, from: 0) }
         guard let found else { throw MetaStoreError.posix(ENOENT) }
         cache[ino.rawValue] = found
         return found
     }
 
-    static func decode(_ row: SQLRow, from c: Int32) -> InodeAttributes {
-        InodeAttributes(ino: InodeNumber(UInt64(bitPattern: row.int(c))), mode: UInt32(truncatingIfNeeded: row.int(c + 1)),
-                        nlink: UInt32(truncatingIfNeeded: row.int(c + 2)), uid: UInt32(truncatingIfNeeded: row.int(c + 3)),
-                        gid: UInt32(truncatingIfNeeded: row.int(c + 4)), rdev: UInt64(bitPattern: row.int(c + 5)),
-                        size: UInt64(bitPattern: row.int(c + 6)), atime: Timestamp(packed: row.int(c + 7)),
-                        mtime: Timestamp(packed: row.int(c + 8)), ctime: Timestamp(packed: row.int(c + 9)),
-                        parent: InodeNumber(UInt64(bitPattern: row.int(c + 10))))
+    /// Decodes an inode row, refusing any value kmsfs never writes: a hostile
+    /// row (size -1, a mode with unknown type bits) is an EIO for that inode,
+    /// never a trap further on.
+    static func decode(_ row: SQLRow, from c: Int32) throws -> InodeAttributes {
+        let ino = row.int(c), mode = row.int(c + 1), nlink = row.int(c + 2), uid = row.int(c + 3), gid = row.int(c + 4)
+        let rdev = row.int(c + 5), size = row.int(c + 6), parent = row.int(c + 10)
+        guard ino >= 1, parent >= 1, (0...0o177777).contains(mode), InodeAttributes.validTypes.contains(UInt32(mode) & UInt32(S_IFMT)),
+              (0...Int64(UInt32.max)).contains(nlink), (0...Int64(UInt32.max)).contains(uid), (0...Int64(UInt32.max)).contains(gid),
+              rdev >= 0, size >= 0
+        else { throw MetaStoreError.corruptRecord(what: "inode \(ino) (impossible attribute values)") }
+        return InodeAttributes(ino: InodeNumber(UInt64(ino)), mode: UInt32(mode), nlink: UInt32(nlink), uid: UInt32(uid), gid: UInt32(gid),
+                               rdev: UInt64(rdev), size: UInt64(size), atime: Timestamp(packed: row.int(c + 7)),
+                               mtime: Timestamp(packed: row.int(c + 8)), ctime: Timestamp(packed: row.int(c + 9)), parent: InodeNumber(UInt64(parent)))
+    }
+
+    /// Creates an inode row: a plain INSERT, so a number already in use (a
+    /// counter that was rolled back or edited) fails instead of replacing a file.
+    func insert(_ a: InodeAttributes) throws {
+        do {
+            try db.query("INSERT INTO inodes(\(MetadataSchema.inodeColumns)) VALUES(?,?,?,?,?,?,?,?,?,?,?)", Self.bindings(a))
+        } catch MetaStoreError.database(_, let message) where message.contains("UNIQUE") {
+            throw MetaStoreError.untrustedMetadata(path: db.path, problem: "hands out inode number \(a.ino), which is in use")
+        }
+        cache[a.ino.rawValue] = a
+    }
+
+    static func bindings(_ a: InodeAttributes) -> [SQLValue] {
+        [.int(Int64(bitPattern: a.ino.rawValue)), .int(Int64(a.mode)), .int(Int64(a.nlink)), .int(Int64(a.uid)), .int(Int64(a.gid)),
+         .int(Int64(bitPattern: a.rdev)), .int(Int64(bitPattern: a.size)), .int(a.atime.packed), .int(a.mtime.packed),
+         .int(a.ctime.packed), .int(Int64(bitPattern: a.parent.rawValue))]
     }
 
     /// Writes an inode through to SQLite and the cache.
     func store(_ a: InodeAttributes) throws {
-        try db.query("INSERT OR REPLACE INTO inodes(\(MetadataSchema.inodeColumns)) VALUES(?,?,?,?,?,?,?,?,?,?,?)", [
-            .int(Int64(bitPattern: a.ino.rawValue)), .int(Int64(a.mode)), .int(Int64(a.nlink)), .int(Int64(a.uid)), .int(Int64(a.gid)),
-            .int(Int64(bitPattern: a.rdev)), .int(Int64(bitPattern: a.size)), .int(a.atime.packed), .int(a.mtime.packed),
-            .int(a.ctime.packed), .int(Int64(bitPattern: a.parent.rawValue)),
-        ])
+        try db.query("INSERT OR REPLACE INTO inodes(\(MetadataSchema.inodeColumns)) VALUES(?,?,?,?,?,?,?,?,?,?,?)", Self.bindings(a))
         cache[a.ino.rawValue] = a
         dirty.remove(a.ino.rawValue)
     }
@@ -140,7 +173,7 @@ final class Catalog: @unchecked Sendable {
             let ino = InodeNumber(nextIno)
             let node = InodeAttributes(ino: ino, mode: mode, nlink: isDir ? 2 : 1, uid: uid, gid: gid, rdev: rdev,
                                        size: UInt64(symlinkTarget?.count ?? 0), atime: now, mtime: now, ctime: now, parent: parent)
-            try store(node)
+            try insert(node)
             var newReserve: UInt64?
             if nextIno >= reservedIno {
                 newReserve = nextIno + Self.inodeBatch

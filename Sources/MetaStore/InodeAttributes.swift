@@ -66,6 +66,9 @@ public struct InodeAttributes: Sendable, Equatable {
     public var isSymlink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
     /// 512-byte blocks, as st_blocks counts them (data units in use, rounded up).
     public var blocks512: UInt64 { (size + 4095) / 4096 * 8 }
+
+    /// The file types an inode may have (S_IFMT values).
+    static let validTypes: Set<UInt32> = [S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK].map { UInt32($0) }.reduce(into: []) { $0.insert($1) }
 }
 
 /// Which attributes a setattr changes.

@@ -15,6 +15,10 @@ public enum MetaStoreError: Error, CustomStringConvertible, Equatable, Sendable 
     case io(operation: String, path: String, errno: Int32)
     /// A metadata record failed authentication or decoding.
     case corruptRecord(what: String)
+    /// A metadata database that is not as kmsfs writes it (extra schema
+    /// objects, an inode counter below its inodes, an impossible row): edited
+    /// or damaged, and never used as it is.
+    case untrustedMetadata(path: String, problem: String)
     /// No store at this path.
     case storeNotFound(path: String)
     /// A store already exists at this path.
@@ -61,6 +65,7 @@ public enum MetaStoreError: Error, CustomStringConvertible, Equatable, Sendable 
         case .database(let op, let msg): return "metadata database \(op) failed: \(msg)"
         case .io(let op, let path, let e): return "\(op) \(path) failed: \(String(cString: strerror(e)))"
         case .corruptRecord(let what): return "metadata record \(what) failed authentication (corrupt store or wrong key)"
+        case .untrustedMetadata(let path, let problem): return "metadata database \(path) \(problem): it was edited or is damaged"
         case .storeNotFound(let path): return "no kmsfs store at \(path)"
         case .storeExists(let path): return "a kmsfs store already exists at \(path)"
         }

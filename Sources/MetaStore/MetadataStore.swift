@@ -21,11 +21,13 @@ public final class MetadataStore: Sendable {
     ///   (locking_mode=EXCLUSIVE). The mount daemon, which already owns the
     ///   store through its flock, uses it: it saves ~10 fcntl calls per transaction.
     /// - Parameter readOnly: a snapshot's frozen copy; nothing is ever written.
+    /// - Parameter checking: fsck: open a database whose inode counter is not
+    ///   above its inodes, so that `check` can report and raise it.
     public init(path: String, names: NameCipher, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0),
-                reservePath: String? = nil, exclusive: Bool = false, readOnly: Bool = false) throws {
+                reservePath: String? = nil, exclusive: Bool = false, readOnly: Bool = false, checking: Bool = false) throws {
         self.path = path
         self.reservePath = reservePath
-        let db = try SQLiteDatabase(path: path, create: create, readOnly: readOnly)
+        let db = create ? try SQLiteDatabase(path: path, create: true) : try MetadataSchema.open(path, readOnly: readOnly)
         if exclusive { try db.execute("PRAGMA locking_mode=EXCLUSIVE") }
         if readOnly {
             try db.execute("PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY")
@@ -46,7 +48,7 @@ public final class MetadataStore: Sendable {
                 throw MetaStoreError.database(operation: "open \(path)", message: "unknown or missing schema version \(version.map { String(describing: $0) } ?? "none")")
             }
         }
-        catalogLock = Locked(try Catalog(db: db, names: names))
+        catalogLock = Locked(try Catalog(db: db, names: names, tolerateCounter: checking))
         refillReserve()
     }
 
@@ -139,6 +141,9 @@ public final class MetadataStore: Sendable {
         return try catalog { try $0.check(repair: repair, dataFileIDs: ids) { try data.remove(FileID($0)) } }
     }
 
+    /// Rows kmsfs never writes (edited or damaged), one line each; empty when none.
+    public func invalidRows() throws -> [String] { try catalog { try $0.invalidRows() } }
+
     /// Drops a cached inode the kernel has forgotten (after flushing it).
     public func evict(_ ino: InodeNumber) {
         catalogLock.withLock { c in
@@ -160,7 +165,7 @@ public final class MetadataStore: Sendable {
 
     /// The same for a store that is not open (no key needed: nothing is decrypted).
     public static func writeImage(of path: String, to target: String) throws -> UInt64 {
-        let db = try SQLiteDatabase(path: path, create: false)
+        let db = try MetadataSchema.open(path, readOnly: false)
         try db.copy(to: target)
         return UInt64(try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 2)
     }
@@ -168,7 +173,7 @@ public final class MetadataStore: Sendable {
     /// Calls `body` with the inode number and size of every regular file in
     /// the database at `path` (a snapshot image), in inode order, streaming.
     public static func forEachRegularFile(inImage path: String, _ body: (UInt64, UInt64) throws -> Void) throws {
-        let db = try SQLiteDatabase(path: path, create: false, readOnly: true)
+        let db = try MetadataSchema.open(path, readOnly: true)
         try db.query("SELECT ino, size FROM inodes WHERE (mode & 61440) = 32768 ORDER BY ino") { row in
             try body(UInt64(bitPattern: row.int(0)), UInt64(bitPattern: row.int(1)))
         }
@@ -176,7 +181,7 @@ public final class MetadataStore: Sendable {
 
     /// Number and total size of the regular files in the database at `path`.
     public static func regularFileTotals(inImage path: String) throws -> (files: Int, bytes: UInt64) {
-        let db = try SQLiteDatabase(path: path, create: false, readOnly: true)
+        let db = try MetadataSchema.open(path, readOnly: true)
         var result = (files: 0, bytes: UInt64(0))
         try db.query("SELECT count(*), coalesce(sum((size + 4095) / 4096 * 4096), 0) FROM inodes WHERE (mode & 61440) = 32768") { row in
             result = (Int(row.int(0)), UInt64(bitPattern: row.int(1)))

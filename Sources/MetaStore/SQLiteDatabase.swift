@@ -21,6 +21,22 @@ final class SQLiteDatabase {
         }
         sqlite3_extended_result_codes(handle, 1)
         sqlite3_busy_timeout(handle, 5000)
+        try harden()
+    }
+
+    /// A meta.db may come from a bundle or a store someone else could write:
+    /// nothing in its schema may run code. Defensive mode forbids writes to
+    /// the schema and raw pages; an untrusted schema may not call functions;
+    /// triggers and views do not run at all (kmsfs's schema has neither, and
+    /// `MetadataSchema.verify` refuses a file that has any).
+    private func harden() throws {
+        let flags: [(Int32, Int32, String)] = [
+            (SQLITE_DBCONFIG_DEFENSIVE, 1, "defensive"), (SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, "trusted_schema"),
+            (SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, "triggers"), (SQLITE_DBCONFIG_ENABLE_VIEW, 0, "views"),
+        ]
+        for (option, value, name) in flags where CSQLite_set_flag(handle, option, value) == 0 {
+            throw MetaStoreError.database(operation: "open \(path)", message: "SQLite refused to set \(name)=\(value)")
+        }
     }
 
     deinit {

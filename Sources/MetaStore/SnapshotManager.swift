@@ -118,7 +118,7 @@ public struct SnapshotManager: Sendable {
                 report.unrepairable.append("run 'kmsfs snapshot delete' for \(s.name) again")
             }
             do {
-                let db = try SQLiteDatabase(path: paths.metadata(s), create: false, readOnly: true)
+                let db = try MetadataSchema.open(paths.metadata(s), readOnly: true)
                 var result: [String] = []
                 try db.query("PRAGMA integrity_check") { result.append($0.text(0)) }
                 if result != ["ok"] { throw MetaStoreError.database(operation: "integrity_check", message: result.prefix(3).joined(separator: "; ")) }

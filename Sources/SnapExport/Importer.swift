@@ -174,6 +174,10 @@ public struct BundleReader {
         // authenticates it), links and inodes must agree. Leftovers of files that
         // were open-but-unlinked at snapshot time are cleaned up, as a mount would.
         let metadata = try MetadataStore(path: staging.metadata, names: keys.names, create: false)
+        let invalid = try metadata.invalidRows()
+        guard invalid.isEmpty else {
+            throw BundleError.corrupt("the metadata image holds rows kmsfs never writes: \(invalid.prefix(3).joined(separator: "; "))")
+        }
         let report = try metadata.check(repair: false, data: dataStore)
         guard report.unrepairable.isEmpty else {
             throw BundleError.mismatch("the bundle's metadata does not open with the unwrapped key or is damaged: \(report.unrepairable.prefix(3).joined(separator: "; "))")

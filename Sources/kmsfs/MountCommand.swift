@@ -23,6 +23,8 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Mount read-only.") var readOnly = false
     @Flag(help: "Let other users access the mount (root, or user_allow_other in /etc/fuse.conf).") var allowOther = false
     @Flag(help: "Disable the kernel writeback cache.") var noWriteback = false
+    @Flag(help: "Honour setuid/setgid bits (mounts are nosuid otherwise).") var suid = false
+    @Flag(help: "Honour device nodes (mounts are nodev otherwise).") var dev = false
     @Flag(help: "Print every FUSE request (libfuse -d).") var debug = false
     @Option(help: "Passphrase file, for a filesystem created with --passphrase-file ($KMSFS_PASSPHRASE also works).")
     var passphraseFile: String?
@@ -61,6 +63,8 @@ struct MountCommand: ParsableCommand {
         if readOnly { args.append("--read-only") }
         if allowOther { args.append("--allow-other") }
         if noWriteback { args.append("--no-writeback") }
+        if suid { args.append("--suid") }
+        if dev { args.append("--dev") }
         if debug { args.append("--debug") }
         if let passphraseFile { args += ["--passphrase-file", Home.absolute(passphraseFile)] }
         if let snapshot { args += ["--snapshot", snapshot] }
@@ -113,6 +117,8 @@ struct MountCommand: ParsableCommand {
         options.readOnly = readOnly
         options.allowOther = allowOther
         options.writebackCache = !noWriteback && !readOnly
+        options.allowSetuid = suid
+        options.allowDevices = dev
         options.debug = debug
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
         try SnapshotRequests.serve(store: store, fileSystem: fileSystem, metadata: metadata, preserver: preserver)

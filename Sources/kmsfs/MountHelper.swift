@@ -1,6 +1,6 @@
 /// Translates mount(8)'s helper call `mount.kmsfs <name> <dir> [-sfnv] [-o opts]`
 /// into `kmsfs mount` arguments. kmsfs options: home=PATH, passphrase_file=PATH,
-/// ro, allow_other, nowriteback; generic ones (defaults, noauto, nofail, _netdev, x-*...) are ignored.
+/// ro, allow_other, nowriteback, suid, dev (kmsfs mounts nosuid,nodev otherwise); generic ones (defaults, noauto, nofail, _netdev, x-*...) are ignored.
 enum MountHelper {
     struct BadOption: Error, CustomStringConvertible {
         let option: String
@@ -8,7 +8,7 @@ enum MountHelper {
     }
 
     static let ignored: Set<String> = ["defaults", "rw", "auto", "noauto", "user", "nouser", "users", "nofail", "_netdev",
-                                       "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "relatime", "async", "sync"]
+                                       "exec", "noexec", "nosuid", "nodev", "atime", "noatime", "relatime", "async", "sync"]
 
     static func translate(_ args: [String]) throws -> [String] {
         var positional = [String]()
@@ -34,6 +34,8 @@ enum MountHelper {
             case "ro": out.append("--read-only")
             case "allow_other": out.append("--allow-other")
             case "nowriteback": out.append("--no-writeback")
+            case "suid": out.append("--suid")
+            case "dev": out.append("--dev")
             case let o where ignored.contains(o) || o.hasPrefix("x-") || o.hasPrefix("comment="): continue
             default: throw BadOption(option: option)
             }

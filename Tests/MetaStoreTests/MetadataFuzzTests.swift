@@ -36,7 +36,7 @@ import Testing
             let (table, names) = columns[Int.random(in: 0..<columns.count, using: &rng)]
             let column = names[Int.random(in: 0..<names.count, using: &rng)]
             let value = Bool.random(using: &rng) ? extremes[Int.random(in: 0..<extremes.count, using: &rng)] : String(Int64.random(in: .min ... .max, using: &rng))
-            let r = try run("/usr/bin/sqlite3", [path, "UPDATE OR IGNORE \(table) SET \(column) = \(value) WHERE rowid IN (SELECT rowid FROM \(table) ORDER BY random() LIMIT 2)"])
+            let r = try sqlite3CLI(path, "UPDATE OR IGNORE \(table) SET \(column) = \(value) WHERE rowid IN (SELECT rowid FROM \(table) ORDER BY random() LIMIT 2)")
             guard r == 0 else { continue }  // a WITHOUT ROWID table, or a constraint: nothing changed
             guard let m = try? MetadataStore(path: path, names: keys.names, create: false) else { continue }
             for ino in [1, 2, 3, 4, 5, 8, 9].map({ InodeNumber(UInt64($0)) }) {
@@ -49,16 +49,5 @@ import Testing
             _ = try? m.check(repair: round % 2 == 0, data: data)
             _ = try? m.orphans()
         }
-    }
-
-    private func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = arguments
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        return p.terminationStatus
     }
 }

@@ -38,7 +38,10 @@ struct SnapshotDeltaTests {
         @discardableResult
         func snapshot(_ name: String, limit: UInt64) throws -> SnapshotInfo {
             let info = try manager.create(name: name, now: 1) { path in
-                _ = FileManager.default.createFile(atPath: path, contents: Data())
+                let empty = path + ".new"
+                _ = try MetadataStore(path: empty, names: keys.names, create: true)
+                _ = try MetadataStore.writeImage(of: empty, to: path)
+                for suffix in ["", "-wal", "-shm"] { unlink(empty + suffix) }
                 return limit
             }
             try preserver.reload()

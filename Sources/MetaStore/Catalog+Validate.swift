@@ -1,0 +1,50 @@
+import BlockCipher
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rows that kmsfs never writes. A database holding any is not repaired but
+/// refused (import) or reported as unrepairable (fsck): trusting such a row
+/// to "fix" the rest would let whoever wrote it decide the repair.
+extension Catalog {
+    /// At most this many invalid rows are described; the scan stops there.
+    static let invalidRowLimit = 20
+
+    /// Every invalid row, one line each (at most `invalidRowLimit`).
+    func invalidRows() throws -> [String] {
+        var out: [String] = []
+        func add(_ sql: String, _ describe: @escaping (SQLRow) -> String) throws {
+            guard out.count < Self.invalidRowLimit else { return }
+            try db.query(sql + " LIMIT \(Self.invalidRowLimit)") { row in
+                if out.count < Self.invalidRowLimit { out.append(describe(row)) }
+            }
+        }
+        try add("SELECT key FROM meta WHERE key NOT IN ('schema_version', 'next_ino') OR typeof(value) != 'integer'") { "meta key '\($0.text(0))' is not kmsfs's" }
+        // SQLite stores any type in any column: each must hold what kmsfs writes.
+        let integers = MetadataSchema.inodeColumns.split(separator: ",").map { "typeof(\($0.filter { $0 != " " })) != 'integer'" }
+        try add("SELECT ino FROM inodes WHERE " + integers.joined(separator: " OR ")) { "inode \($0.int(0)) has a non-integer attribute" }
+        try db.query("SELECT \(MetadataSchema.inodeColumns) FROM inodes") { row in
+            guard out.count < Self.invalidRowLimit else { return }
+            do { _ = try Self.decode(row, from: 0) } catch { out.append("inode \(row.int(0)) has impossible attribute values") }
+        }
+        // A file's parent field is a hint that may name a directory long gone; a linked directory's is its "..".
+        try add("""
+            SELECT i.ino FROM inodes i LEFT JOIN inodes p ON p.ino = i.parent
+            WHERE (i.mode & \(S_IFMT)) = \(S_IFDIR) AND i.nlink > 0 AND (p.ino IS NULL OR (p.mode & \(S_IFMT)) != \(S_IFDIR))
+            """) { "directory \($0.int(0)) has a parent that is not a directory" }
+        try add("""
+            SELECT id FROM entries WHERE typeof(parent) != 'integer' OR typeof(ino) != 'integer' OR typeof(name) != 'blob'
+            OR length(name) > \(NameCipher.overhead + Self.nameMax) OR ino = \(InodeNumber.root.rawValue)
+            """) { "directory entry \($0.int(0)) is malformed" }
+        try add("""
+            SELECT s.ino FROM symlinks s LEFT JOIN inodes i ON i.ino = s.ino
+            WHERE typeof(s.target) != 'blob' OR length(s.target) > \(NameCipher.overhead + 4095) OR i.ino IS NULL OR (i.mode & \(S_IFMT)) != \(S_IFLNK)
+            """) { "symlink target \($0.int(0)) belongs to no symlink or is malformed" }
+        try add("""
+            SELECT x.ino FROM xattrs x LEFT JOIN inodes i ON i.ino = x.ino
+            WHERE typeof(x.name) != 'blob' OR typeof(x.value) != 'blob' OR i.ino IS NULL
+            OR length(x.name) > \(NameCipher.overhead + Self.nameMax) OR length(x.value) > \(NameCipher.overhead + Self.xattrValueMax)
+            """) { "xattr of inode \($0.int(0)) belongs to no inode or is malformed" }
+        return out
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+
+/// Runs `command` as the unprivileged user nobody (runuser), for attacks
+/// that a local user, not root, would make.
+func asNobody(_ command: String) throws -> Harness.Result {
+    try Harness.run("/usr/sbin/runuser", ["-u", "nobody", "--", "/bin/sh", "-c", command])
+}
+
+/// Bundles forged by someone who can write the bundle but has no key: the
+/// metadata image is rebuilt with SQL of the attacker's choice and every
+/// chunk name and the manifest hash are recomputed, so keyless verification
+/// passes. Import must still refuse what kmsfs never writes, and a forged
+/// setuid-root file must not give anyone root.
+@Suite(.serialized) struct BundleForgeryTests {
+    let box: Sandbox
+    let bundle: String
+
+    init() throws {
+        box = try Sandbox()
+        bundle = box.root + "/bundle"
+    }
+
+    /// A filesystem with a root-owned copy of /usr/bin/id, snapshotted and exported to `bundle`.
+    func exportDemo() throws {
+        try box.create()
+        try box.mount()
+        #expect(try Harness.shell("cp /usr/bin/id \(box.mountpoint)/id && chmod 0755 \(box.mountpoint)/id && echo hi > \(box.mountpoint)/note").status == 0)
+        try box.umount()
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        #expect(try box.kmsfs("snapshot", "export", "demo", "s1", bundle).status == 0)
+    }
+
+    /// A copy of the bundle whose metadata image ran `sql`, with every hash recomputed.
+    func forged(_ name: String, _ sql: String...) throws -> String {
+        let copy = box.root + "/" + name
+        let r = try Harness.run("/bin/cp", ["-a", bundle, copy])
+        #expect(r.status == 0)
+        let f = try Harness.run("/usr/bin/python3", [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/forge_bundle.py", copy, "s1"] + sql)
+        #expect(f.status == 0, "forging: \(f.stderr)")
+        #expect(try box.kmsfs("snapshot", "verify", copy).status == 0, "the forgery is consistent for a keyless check")
+        return copy
+    }
+
+    func expectRefused(_ forgery: String, _ message: String) throws {
+        let r = try box.kmsfs("snapshot", "import", forgery, "victim")
+        #expect(r.status == 65, "exit \(r.status): \(r.stderr)")
+        #expect(r.stderr.contains(message), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count <= 2, "one line and a hint at most: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/filesystems/victim"), "a filesystem was created")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/.importing-victim"), "staging left behind")
+    }
+
+    @Test func triggersAndAPinnedInodeCounterAreRefused() throws {
+        guard Harness.fuseAvailable() else { return }
+        try exportDemo()
+        // The review's attack: one trigger pins next_ino (tweak reuse between source and copy),
+        // one makes every new file world-writable.
+        let triggers = try forged("triggers", """
+            CREATE TRIGGER pin AFTER UPDATE ON meta BEGIN UPDATE meta SET value = 2 WHERE key = 'next_ino'; END;
+            CREATE TRIGGER world AFTER INSERT ON inodes BEGIN UPDATE inodes SET mode = mode | 438 WHERE ino = new.ino; END;
+            """)
+        try expectRefused(triggers, "does not have kmsfs's schema")
+        let pinned = try forged("pinned", "UPDATE meta SET value = 2 WHERE key = 'next_ino'")
+        try expectRefused(pinned, "not above its highest inode")
+        let impossible = try forged("impossible", "UPDATE inodes SET size = -1 WHERE ino = (SELECT max(ino) FROM inodes)")
+        try expectRefused(impossible, "rows kmsfs never writes")
+        #expect(try box.kmsfs("snapshot", "import", bundle, "victim").status == 0, "the genuine bundle still imports")
+    }
+
+    @Test func aForgedSetuidRootFileGivesNoRoot() throws {
+        guard Harness.fuseAvailable() else { return }
+        try exportDemo()
+        // Valid values only (no MAC can be checked without the integrity format): the copy of
+        // id becomes setuid root. The mount is nosuid, so running it as nobody stays nobody.
+        let setuid = try forged("setuid", "UPDATE inodes SET mode = 35309, uid = 0 WHERE mode = 33261")
+        #expect(try box.kmsfs("snapshot", "import", setuid, "victim").status == 0)
+        let r = try box.kmsfs("mount", "victim", box.mountpoint, "--allow-other")
+        try #require(r.status == 0, "mount: \(r.stderr)")
+        defer { try? box.umount() }
+        let mode = try Harness.run("/usr/bin/stat", ["-c", "%a %u", box.mountpoint + "/id"])
+        #expect(mode.stdout.hasPrefix("4755 0"), "the forged bits are there: \(mode.stdout)")
+        let id = try asNobody("\(box.mountpoint)/id -u")
+        #expect(id.status == 0 && id.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "65534", "euid: \(id.stdout) \(id.stderr)")
+        let options = try Harness.run("/usr/bin/findmnt", ["-n", "-o", "OPTIONS", box.mountpoint])
+        #expect(options.stdout.contains("nosuid") && options.stdout.contains("nodev"), "\(options.stdout)")
+    }
+}

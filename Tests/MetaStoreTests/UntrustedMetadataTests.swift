@@ -1,0 +1,106 @@
+import BlockCipher
+import Foundation
+@testable import MetaStore
+import Testing
+
+/// Runs one statement with the sqlite3 tool, as someone with write access to
+/// a store (or the author of a bundle) would; returns its exit status.
+func sqlite3CLI(_ path: String, _ sql: String) throws -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    p.arguments = [path, sql]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    return p.terminationStatus
+}
+
+/// A meta.db is outside bytes until proven otherwise (a bundle's image, a store
+/// someone else can write): nothing in it may run, and values kmsfs never
+/// writes are refused rather than used.
+@Suite("Untrusted metadata databases")
+struct UntrustedMetadataTests {
+    let keys: FilesystemKeys
+    let path: String
+
+    init() throws {
+        keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret())
+        path = tempPath("meta.db")
+        let m = try MetadataStore(path: path, names: keys.names, create: true)
+        _ = try m.makeNode(parent: .root, name: Array("a".utf8), mode: 0o100644, uid: 0, gid: 0)
+        try m.sync()
+    }
+
+    func isUntrusted(_ body: () throws -> Void) -> String? {
+        do { try body() } catch let MetaStoreError.untrustedMetadata(_, problem) { return problem } catch { return nil }
+        return nil
+    }
+
+    @Test("a trigger, a view or an extra table makes the database refused, and the trigger never runs")
+    func foreignSchemaObjects() throws {
+        let objects = [
+            "CREATE TRIGGER pin AFTER UPDATE ON meta BEGIN UPDATE meta SET value = 2 WHERE key = 'next_ino'; END",
+            "CREATE TRIGGER world AFTER INSERT ON inodes BEGIN UPDATE inodes SET mode = mode | 438 WHERE ino = new.ino; END",
+            "CREATE VIEW v AS SELECT * FROM inodes",
+            "CREATE TABLE extra(x)",
+            "CREATE INDEX by_uid ON inodes(uid)",
+        ]
+        for sql in objects {
+            let copy = tempPath("foreign.db")
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            #expect(try sqlite3CLI(copy, sql) == 0)
+            let problem = isUntrusted { _ = try MetadataStore(path: copy, names: keys.names, create: false) }
+            #expect(problem?.contains("does not have kmsfs's schema") == true, "\(sql): \(problem ?? "opened")")
+            #expect(isUntrusted { _ = try MetadataStore.regularFileTotals(inImage: copy) } != nil, "image reader: \(sql)")
+        }
+    }
+
+    @Test("a changed column definition is refused")
+    func changedColumn() throws {
+        #expect(try sqlite3CLI(path, "ALTER TABLE inodes ADD COLUMN extra INTEGER") == 0)
+        #expect(isUntrusted { _ = try MetadataStore(path: path, names: keys.names, create: false) } != nil)
+    }
+
+    @Test("an inode counter at or below an inode in use is refused at open; fsck reports it and raises it")
+    func counterBehind() throws {
+        #expect(try sqlite3CLI(path, "UPDATE meta SET value = 2 WHERE key = 'next_ino'") == 0)
+        let problem = isUntrusted { _ = try MetadataStore(path: path, names: keys.names, create: false) }
+        #expect(problem?.contains("not above its highest inode 2") == true, "\(problem ?? "opened")")
+        let checking = try MetadataStore(path: path, names: keys.names, create: false, checking: true)
+        let data = DataStore(directory: tempPath("data"), cipher: keys.data)
+        let report = try checking.check(repair: true, data: data)
+        #expect(report.problems.contains { $0.contains("next inode number 2") }, "\(report.problems)")
+        let raised = try checking.makeNode(parent: .root, name: Array("b".utf8), mode: 0o100644, uid: 0, gid: 0)
+        #expect(raised.ino.rawValue > 1 << 32, "the raised counter skips a random 2^32.. gap: \(raised.ino)")
+        _ = try MetadataStore(path: path, names: keys.names, create: false)
+    }
+
+    @Test("creating an inode never replaces one that is in use")
+    func createCollision() throws {
+        let m = try MetadataStore(path: path, names: keys.names, create: false)
+        // The next number gets taken behind the open store's back (a forged or replayed row).
+        #expect(try sqlite3CLI(path, "INSERT INTO inodes SELECT value, 33188, 1, 0, 0, 0, 7, 0, 0, 0, 1 FROM meta WHERE key = 'next_ino'") == 0)
+        let problem = isUntrusted { _ = try m.makeNode(parent: .root, name: Array("b".utf8), mode: 0o100644, uid: 0, gid: 0) }
+        #expect(problem?.contains("which is in use") == true, "\(problem ?? "created")")
+        let taken = try #require(problem?.split(separator: " ").compactMap { UInt64($0.trimmingCharacters(in: .punctuationCharacters)) }.first)
+        #expect(try MetadataStore(path: path, names: keys.names, create: false, checking: true).attributes(InodeNumber(taken)).size == 7,
+                "the row that was there is untouched")
+    }
+
+    @Test("impossible attribute values are an error for that inode, and fsck will not repair around them")
+    func impossibleValues() throws {
+        let edits = ["size = -1", "mode = 1048576", "mode = 33188 + 61440 * 0 - 32768 + 57344", "nlink = -1", "uid = 4294967296", "size = 'big'"]
+        for edit in edits {
+            let copy = tempPath("values.db")
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            #expect(try sqlite3CLI(copy, "UPDATE inodes SET \(edit) WHERE ino = 2") == 0)
+            let m = try MetadataStore(path: copy, names: keys.names, create: false)
+            if !edit.contains("'big'") {
+                #expect(throws: MetaStoreError.self, "\(edit)") { try m.attributes(InodeNumber(2)) }
+            }
+            let report = try m.check(repair: true, data: DataStore(directory: tempPath("data"), cipher: keys.data))
+            #expect(!report.unrepairable.isEmpty && report.repairs.isEmpty, "\(edit): \(report.problems) \(report.repairs)")
+        }
+    }
+}
