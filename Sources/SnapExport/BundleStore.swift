@@ -167,10 +167,8 @@ public final class LocalBundleStore: BundleStore {
     public func getFile(_ key: String, path target: String) throws {
         let p = path(key)
         guard FileManager.default.fileExists(atPath: p) else { throw BundleError.missing("\(key) is missing from \(root)") }
-        do {
-            try? FileManager.default.removeItem(atPath: target)
-            try FileManager.default.copyItem(atPath: p, toPath: target)
-        } catch { throw BundleError.io("copying \(p): \(error.localizedDescription)") }
+        // copyItem refuses an existing target; the caller's target is in its private scratch directory.
+        do { try FileManager.default.copyItem(atPath: p, toPath: target) } catch { throw BundleError.io("copying \(p): \(error.localizedDescription)") }
     }
 
     public func list(prefix: String) throws -> [String] {

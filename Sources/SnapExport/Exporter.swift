@@ -50,7 +50,6 @@ public struct Exporter {
         let superblock = try SuperblockFile.read(store.superblock)
         var reuse: BaseReuse?
         var baseManifest: ManifestReader?
-        defer { if let baseManifest { unlink(baseManifest.path) } }
         if let base {
             let manifest = try fetchManifest(base, from: destination)
             baseManifest = manifest
@@ -61,8 +60,8 @@ public struct Exporter {
         }
         let header = ManifestHeader(filesystemUUID: superblock.uuidString, snapshotID: info.id, snapshotName: info.name, created: info.created,
                                     chunkSize: chunkSize, superblock: try superblock.encodeSlot(), base: base)
-        let temporary = NSTemporaryDirectory() + "kmsfs-manifest-\(getpid())-\(info.name).jsonl"
-        defer { unlink(temporary) }
+        let scratch = try ScratchDirectory()
+        let temporary = scratch.file("manifest.jsonl")
         let writer = try ManifestWriter(path: temporary, header: header)
         let image = paths.metadata(info)
         let totals = try MetadataStore.regularFileTotals(inImage: image)
@@ -229,27 +228,29 @@ struct BaseReuse {
     }
 }
 
-/// Downloads the manifest of `snapshot` from `source` into a temporary file and checks it whole.
+/// Downloads the manifest of `snapshot` from `source` into a private
+/// temporary directory (removed with the reader) and checks it whole.
 func fetchManifest(_ snapshot: String, from source: any BundleStore) throws -> ManifestReader {
-    let temporary = NSTemporaryDirectory() + "kmsfs-manifest-\(getpid())-fetch-\(snapshot).jsonl"
+    guard ComponentName.isValid(snapshot) else { throw BundleError.usage("invalid snapshot name '\(snapshot)': \(ComponentName.rule)") }
+    let scratch = try ScratchDirectory()
+    let temporary = scratch.file("manifest.jsonl")
     do { try source.getFile(BundleKeys.manifest(snapshot), path: temporary) } catch BundleError.missing {
         throw BundleError.missing("no export of snapshot '\(snapshot)' at \(source.location) (its manifest \(BundleKeys.manifest(snapshot)) is missing)")
     }
-    do {
-        let reader = try ManifestReader(path: temporary)
-        try reader.verify()
-        return reader
-    } catch {
-        unlink(temporary)
-        throw error
-    }
+    let reader = try ManifestReader(path: temporary)
+    reader.scratch = scratch
+    try reader.verify()
+    return reader
 }
 
-/// The snapshot names with a manifest at `source`.
+/// The snapshot names with a manifest at `source`. A listing is outside
+/// input: a key whose name is not a valid snapshot name (`../x`, a slash,
+/// control bytes) is not a snapshot, whatever the store returned.
 public func exportedSnapshots(at source: any BundleStore) throws -> [String] {
     try source.list(prefix: BundleKeys.manifestPrefix).compactMap { key in
         guard key.hasSuffix(BundleKeys.manifestSuffix) else { return nil }
-        return String(key.dropFirst(BundleKeys.manifestPrefix.count).dropLast(BundleKeys.manifestSuffix.count))
+        let name = String(key.dropFirst(BundleKeys.manifestPrefix.count).dropLast(BundleKeys.manifestSuffix.count))
+        return ComponentName.isValid(name) ? name : nil
     }
 }
 

@@ -68,7 +68,6 @@ public struct BundleReader {
     public func verify(snapshot requested: String?, progress enabled: Bool) throws -> ImportSummary {
         let name = try snapshotName(requested)
         let manifest = try fetchManifest(name, from: source)
-        defer { unlink(manifest.path) }
         _ = try Self.superblock(of: manifest.header)
         var summary = ImportSummary(snapshot: name, filesystemUUID: manifest.header.filesystemUUID)
         let progress = Progress(verb: "verify \(name)", totalBytes: manifest.totals.bytes + manifest.totals.metadataBytes, enabled: enabled)
@@ -107,7 +106,6 @@ public struct BundleReader {
         let name = try snapshotName(requested)
         guard access(target.root, F_OK) != 0 else { throw MetaStoreError.storeExists(path: target.root) }
         let manifest = try fetchManifest(name, from: source)
-        defer { unlink(manifest.path) }
         let superblock = try Self.superblock(of: manifest.header)
         let keys = try unlock(superblock)
         try removeTree(staging)
@@ -202,13 +200,11 @@ public struct BundleReader {
         var changed: [(String, String, String)] = []
         for name in try exportedSnapshots(at: source) {
             let manifest = try fetchManifest(name, from: source)
-            defer { unlink(manifest.path) }
             let old = try Self.superblock(of: manifest.header)
             let new = try transform(old)
             var header = manifest.header
             header.superblock = try new.encodeSlot()
-            let temporary = manifest.path + ".rewrapped"
-            defer { unlink(temporary) }
+            let temporary = manifest.path + ".rewrapped"  // in the manifest's private directory
             let writer = try ManifestWriter(path: temporary, header: header)
             try manifest.forEach { record in
                 if case .end = record { return }

@@ -70,9 +70,7 @@ final class ManifestWriter {
 
     init(path: String, header: ManifestHeader) throws {
         self.path = path
-        _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw BundleError.io("cannot create \(path)") }
-        self.handle = handle
+        self.handle = FileHandle(fileDescriptor: try createExclusive(path), closeOnDealloc: true)
         var object: [String: Any] = [
             "format": ManifestHeader.format, "version": ManifestHeader.version, "filesystem": header.filesystemUUID,
             "snapshot": ["id": Int(header.snapshotID), "name": header.snapshotName, "created": Int(header.created)],
@@ -126,6 +124,8 @@ final class ManifestWriter {
 /// checks the hash line and the structure; `records` then streams it.
 public final class ManifestReader {
     public let path: String
+    /// The private directory a fetched manifest lives in, removed with the reader.
+    var scratch: ScratchDirectory?
     public let header: ManifestHeader
     public private(set) var totals = ManifestTotals()
     static let maxLine = 1 << 20

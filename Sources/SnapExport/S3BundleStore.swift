@@ -114,8 +114,7 @@ public final class S3BundleStore: BundleStore {
             throw failure(head, "HEAD \(key)")
         }
         guard let size = Int(head.headers["content-length"] ?? "") else { throw BundleError.store("\(location): HEAD \(key) gave no Content-Length") }
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw BundleError.io("cannot write \(path): \(String(cString: strerror(errno)))") }
+        let fd = try createExclusive(path)
         defer { close(fd) }
         var offset = 0
         while offset < size {

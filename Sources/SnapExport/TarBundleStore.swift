@@ -145,8 +145,7 @@ public final class TarBundleStore: BundleStore {
     /// Copies a member into a local file in 1 MiB pieces.
     public func getFile(_ key: String, path target: String) throws {
         guard let member = index[key] else { throw BundleError.missing("\(key) is missing from \(path)") }
-        let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard output >= 0 else { throw BundleError.io("cannot write \(target): \(String(cString: strerror(errno)))") }
+        let output = try createExclusive(target)
         defer { close(output) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }

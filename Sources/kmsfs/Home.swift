@@ -61,10 +61,8 @@ struct Home {
 
     /// Checks a filesystem name: a safe single path component.
     static func validateName(_ name: String) throws {
-        let ok = !name.isEmpty && name.count <= 64 && name.first != "." && name.first != "-"
-            && name.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0) }
-        guard ok else {
-            throw UserFacingError("invalid filesystem name '\(name)': use 1-64 letters, digits, '-', '_' or '.', not starting with '.' or '-'", exitCode: ExitCodes.usage)
+        guard ComponentName.isValid(name) else {
+            throw UserFacingError("invalid filesystem name '\(name)': \(ComponentName.rule)", exitCode: ExitCodes.usage)
         }
     }
 }

@@ -21,9 +21,7 @@ struct SnapshotCommand: ParsableCommand {
 
         func validate() throws {
             try Home.validateName(filesystem)
-            do { try Home.validateName(snapshot) } catch {
-                throw ValidationError("invalid snapshot name '\(snapshot)': use 1-64 letters, digits, '-', '_' or '.', not starting with '.' or '-'")
-            }
+            guard ComponentName.isValid(snapshot) else { throw ValidationError("invalid snapshot name '\(snapshot)': \(ComponentName.rule)") }
         }
 
         func existingStore() throws -> StorePaths {

@@ -23,12 +23,9 @@ func asNobody(_ command: String) throws -> Harness.Result {
 
     /// A filesystem with a root-owned copy of /usr/bin/id, snapshotted and exported to `bundle`.
     func exportDemo() throws {
-        try box.create()
-        try box.mount()
-        #expect(try Harness.shell("cp /usr/bin/id \(box.mountpoint)/id && chmod 0755 \(box.mountpoint)/id && echo hi > \(box.mountpoint)/note").status == 0)
-        try box.umount()
-        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
-        #expect(try box.kmsfs("snapshot", "export", "demo", "s1", bundle).status == 0)
+        try box.exportDemo(to: bundle, files: ["note": "hi\n"]) { mnt throws in
+            #expect(try Harness.shell("cp /usr/bin/id \(mnt)/id && chmod 0755 \(mnt)/id").status == 0)
+        }
     }
 
     /// A copy of the bundle whose metadata image ran `sql`, with every hash recomputed.

@@ -78,13 +78,8 @@ import Testing
         }
         let source = try Sandbox()
         try setVault(source)
-        try source.create()
-        try source.mount()
-        try source.write("report.txt", "rehydrated elsewhere\n")
-        try source.umount()
-        #expect(try source.kmsfs("snapshot", "create", "demo", "s1").status == 0)
         let bundle = source.root + "/bundle"
-        #expect(try source.kmsfs("snapshot", "export", "demo", "s1", bundle).status == 0)
+        try source.exportDemo(to: bundle, files: ["report.txt": "rehydrated elsewhere\n"])
 
         // "Another host": a new home with only the KMS configured.
         let other = try Sandbox()

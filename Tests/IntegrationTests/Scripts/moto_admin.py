@@ -9,6 +9,7 @@ come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY except for `setup`.
   rotate KEY                  rotates the key material now (RotateKeyOnDemand)
   disable KEY | enable KEY
   schedule-deletion KEY | cancel-deletion KEY
+  put-object BUCKET KEY TEXT  an object with any key (a hostile listing)
 """
 import json, sys, urllib.request
 import boto3
@@ -44,6 +45,10 @@ if command == "setup":
     print(f"MOTO_ACCESS_KEY_ID={kid}\nMOTO_SECRET_ACCESS_KEY={secret}")
     print(f"MOTO_DENIED_ACCESS_KEY_ID={out['kmsfs-denied'][0]}\nMOTO_DENIED_SECRET_ACCESS_KEY={out['kmsfs-denied'][1]}")
     print(f"MOTO_KEY_ID={key['KeyId']}\nMOTO_KEY_ARN={key['Arn']}\nMOTO_REGION={REGION}\nMOTO_BUCKET=kmsfs-snapshots")
+    sys.exit(0)
+
+if command == "put-object":
+    client("s3").put_object(Bucket=args[0], Key=args[1], Body=args[2].encode())
     sys.exit(0)
 
 kms = client("kms")
