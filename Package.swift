@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "Locking", swiftSettings: swiftSettings),
         .target(name: "BlockCipher", dependencies: ["COpenSSL", "Locking"], swiftSettings: swiftSettings),
         .target(name: "HTTPTransport", dependencies: ["CCurl", "COpenSSL"], swiftSettings: swiftSettings),
-        .target(name: "KeyVault", dependencies: ["COpenSSL", "HTTPTransport"], swiftSettings: swiftSettings),
+        .target(name: "KeyVault", dependencies: ["COpenSSL", "HTTPTransport", "Locking"], swiftSettings: swiftSettings),
         // L2
         .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "CLinux", "Locking"], swiftSettings: swiftSettings),
         // L3
@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "kmsfs",
             dependencies: [
-                "FuseFrontend", "SnapExport", "MetaStore", "KeyVault", "BlockCipher", "HTTPTransport",
+                "FuseFrontend", "SnapExport", "MetaStore", "KeyVault", "BlockCipher", "HTTPTransport", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -22,4 +22,19 @@ struct clinux_ucred { int pid; unsigned int uid; unsigned int gid; };
 // lseek(2) whences for walking the data extents of sparse snapshot delta files.
 #define CLINUX_SEEK_DATA 3
 #define CLINUX_SEEK_HOLE 4
+
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+// prctl(2) is variadic, which Swift cannot call. A process that holds keys
+// is made non-dumpable: no core file, and /proc/<pid>/mem, environ and
+// ptrace are closed to its own uid (root keeps CAP_SYS_PTRACE).
+static inline int clinux_set_nondumpable(void) {
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+// No core files at all, whatever the shell's ulimit -c or core_pattern.
+static inline int clinux_disable_core_files(void) {
+    struct rlimit none = { 0, 0 };
+    return setrlimit(RLIMIT_CORE, &none);
+}
 #endif

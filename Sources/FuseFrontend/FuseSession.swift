@@ -42,6 +42,7 @@ public final class FuseSession {
     private let session: OpaquePointer
     private let mountpoint: String
     private var mounted = false
+    private var signalHandlers = false
 
     /// Creates the session and mounts it on `mountpoint`.
     public init(fileSystem: FileSystem, mountpoint: String, options: Options) throws {
@@ -67,16 +68,13 @@ public final class FuseSession {
         }
         guard let created else { throw MountError.sessionCreate }
         session = created
-        guard fuse_session_mount(session, mountpoint) == 0 else {
-            fuse_session_destroy(session)
-            throw MountError.mount(mountpoint: mountpoint)
-        }
+        // Every stored property is set from here on, so a throw still runs
+        // deinit, which undoes exactly what was done (a second destroy here
+        // was a double free when an unprivileged mount failed).
+        guard fuse_session_mount(session, mountpoint) == 0 else { throw MountError.mount(mountpoint: mountpoint) }
         mounted = true
-        guard fuse_set_signal_handlers(session) == 0 else {
-            fuse_session_unmount(session)
-            fuse_session_destroy(session)
-            throw MountError.sessionCreate
-        }
+        guard fuse_set_signal_handlers(session) == 0 else { throw MountError.sessionCreate }
+        signalHandlers = true
     }
 
     /// Serves requests until unmounted or signalled (SIGINT, SIGTERM, SIGHUP).
@@ -90,7 +88,7 @@ public final class FuseSession {
     }
 
     deinit {
-        fuse_remove_signal_handlers(session)
+        if signalHandlers { fuse_remove_signal_handlers(session) }
         if mounted { fuse_session_unmount(session) }
         fuse_session_destroy(session)
     }

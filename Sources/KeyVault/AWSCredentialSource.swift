@@ -7,7 +7,7 @@ import HTTPTransport
 /// AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE) for a profile (--profile,
 /// AWS_PROFILE, else "default"). kmsfs never copies them into its home unless asked.
 public enum AWSCredentialSource {
-    public static func resolve(profile explicitProfile: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AWSCredentials {
+    public static func resolve(profile explicitProfile: String?, environment: [String: String] = ProcessEnvironment.current) throws -> AWSCredentials {
         if explicitProfile == nil, let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty,
            let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty {
             return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
@@ -27,7 +27,7 @@ public enum AWSCredentialSource {
     }
 
     /// The region of a profile in the config file, if any.
-    public static func region(profile: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+    public static func region(profile: String?, environment: [String: String] = ProcessEnvironment.current) -> String? {
         if let r = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"], !r.isEmpty { return r }
         let name = profile ?? environment["AWS_PROFILE"] ?? "default"
         let home = environment["HOME"] ?? "/root"

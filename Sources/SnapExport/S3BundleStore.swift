@@ -28,7 +28,7 @@ public final class S3BundleStore: BundleStore {
     public private(set) var multipartUploads = 0
     public let location: String
 
-    public init(url: String, endpointURL: String?, profile: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    public init(url: String, endpointURL: String?, profile: String?, environment: [String: String] = ProcessEnvironment.current) throws {
         let rest = url.dropFirst("s3://".count)
         let bucket = String(rest.prefix { $0 != "/" })
         guard !bucket.isEmpty else { throw BundleError.usage("\(url): expected s3://bucket/prefix") }

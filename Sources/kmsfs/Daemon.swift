@@ -1,5 +1,7 @@
 import ArgumentParser
+import BlockCipher
 import Foundation
+import KeyVault
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,16 +22,30 @@ enum Daemon {
         let length = buffer.withUnsafeMutableBytes { readlink("/proc/self/exe", $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count - 1) }
         process.executableURL = URL(fileURLWithPath: length > 0 ? String(decoding: buffer.prefix(length), as: UTF8.self) : arguments[0])
         process.arguments = Array(arguments.dropFirst())
-        var environment = ProcessInfo.processInfo.environment
-        environment[MountCommand.daemonChildVariable] = "1"
-        process.environment = environment
+        let parent = ProcessEnvironment.current
+        process.environment = DaemonLaunch.environment(from: parent)
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
         let pipe = Pipe()
         process.standardOutput = pipe
-        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        let secretPipe = Pipe()
+        process.standardInput = secretPipe
         let logFD = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         process.standardError = logFD >= 0 ? FileHandle(fileDescriptor: logFD, closeOnDealloc: true) : FileHandle.nullDevice
         try process.run()
         try? pipe.fileHandleForWriting.close()
+        try? secretPipe.fileHandleForReading.close()
+        var secrets = DaemonLaunch.secrets(from: parent)
+        secrets.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let n = write(secretPipe.fileHandleForWriting.fileDescriptor, raw.baseAddress! + sent, raw.count - sent)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                sent += n
+            }
+        }
+        wipe(&secrets)
+        try? secretPipe.fileHandleForWriting.close()
         let data = pipe.fileHandleForReading.readDataToEndOfFileOrLine()
         let line = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if line == "READY" { return }

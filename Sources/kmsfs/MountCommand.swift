@@ -39,6 +39,10 @@ struct MountCommand: ParsableCommand {
 
     func run() throws {
         let isChild = ProcessInfo.processInfo.environment[Self.daemonChildVariable] == "1"
+        if isChild {
+            DaemonLaunch.receiveSecrets()
+            chdir("/")  // a daemon must not keep the caller's directory busy
+        }
         try userErrors(onFailure: { if isChild { Daemon.report(.failure(code: $0.exitCode, message: $0.message)) } }) {
                 let home = homeOptions.resolved
                 let target = try checkMountpoint()

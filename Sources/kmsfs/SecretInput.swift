@@ -13,7 +13,7 @@ enum SecretInput {
             guard !bytes.isEmpty else { throw UserFacingError("passphrase file \(file) is empty", exitCode: ExitCodes.badConfig) }
             return KeyMaterial(consuming: &bytes)
         }
-        if let env = ProcessInfo.processInfo.environment["KMSFS_PASSPHRASE"], !env.isEmpty {
+        if let env = ProcessEnvironment.current["KMSFS_PASSPHRASE"], !env.isEmpty {
             var bytes = Array(env.utf8)
             return KeyMaterial(consuming: &bytes)
         }

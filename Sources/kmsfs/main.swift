@@ -6,6 +6,7 @@ import Glibc
 
 // Everything kmsfs writes into its home (metadata, logs, locks) is private.
 umask(0o077)
+ProcessHardening.apply()
 
 // `mount -t kmsfs` runs /sbin/mount.kmsfs, a link to this binary: translate
 // its arguments into `kmsfs mount`.
