@@ -234,7 +234,10 @@ final class OpenBao: @unchecked Sendable {
 }
 
 /// A test server started by a script in Scripts/ ("start DIR" writes DIR/env
-/// as KEY=VALUE lines), stopped by "stop DIR" when the test process exits.
+/// as KEY=VALUE lines), stopped by "stop DIR" when the test process exits. A
+/// test process that dies without exiting (a crash, SIGKILL, Ctrl-C) cannot run
+/// that stop: the script's watchdog (Scripts/watchdog.sh) then ends the server,
+/// since this process is its owner (KMSFS_SERVER_OWNER).
 enum ScriptServer {
     nonisolated(unsafe) private static var running: [(script: String, dir: String)] = []
     private static let lock = NSLock()
@@ -242,8 +245,8 @@ enum ScriptServer {
     static func start(_ script: String) -> Result<(dir: String, env: [String: String]), Error> {
         Result {
             let dir = NSTemporaryDirectory() + "kmsfs-\(script.prefix { $0 != "." })-\(getpid())"
-            let path = Harness.packageRoot + "/Tests/IntegrationTests/Scripts/" + script
-            let r = try Harness.run("/bin/bash", [path, "start", dir])
+            register(script, dir)  // before the start: stopping a server that never started is a no-op
+            let r = try Harness.run("/bin/bash", [scriptPath(script), "start", dir], env: ["KMSFS_SERVER_OWNER": String(getpid())])
             guard r.status == 0, let text = try? String(contentsOfFile: dir + "/env", encoding: .utf8) else {
                 throw HarnessError("\(script) start failed: \(r.stderr.suffix(400))")
             }
@@ -252,19 +255,25 @@ enum ScriptServer {
                 let parts = line.split(separator: "=", maxSplits: 1)
                 if parts.count == 2 { env[String(parts[0])] = String(parts[1]) }
             }
-            lock.lock()
-            if running.isEmpty {
-                atexit {
-                    for (script, dir) in ScriptServer.running {
-                        _ = try? Harness.run("/bin/bash", [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/" + script, "stop", dir])
-                        try? FileManager.default.removeItem(atPath: dir)
-                    }
-                }
-            }
-            running.append((script, dir))
-            lock.unlock()
             return (dir, env)
         }
+    }
+
+    private static func scriptPath(_ script: String) -> String { Harness.packageRoot + "/Tests/IntegrationTests/Scripts/" + script }
+
+    /// Adds a server to those stopped at exit (the first one installs the atexit handler).
+    private static func register(_ script: String, _ dir: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if running.isEmpty {
+            atexit {
+                for (script, dir) in ScriptServer.running {
+                    _ = try? Harness.run("/bin/bash", [ScriptServer.scriptPath(script), "stop", dir])
+                    try? FileManager.default.removeItem(atPath: dir)
+                }
+            }
+        }
+        running.append((script, dir))
     }
 
     /// The server if it started (leaving a marker that scripts/test.sh counts), else

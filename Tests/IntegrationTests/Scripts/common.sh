@@ -15,33 +15,111 @@ python_with() {
   "$venv/bin/python" -c "import $imports" && echo "$venv/bin/python"
 }
 
-# launch_detached DIR LOGNAME COMMAND...: starts COMMAND in its own session with
-# no inherited descriptor but its log (DIR/LOGNAME), and records its pid in DIR/pid.
-# A caller waiting for the script (Foundation's Process watches an inherited
-# socket) must not end up waiting for the server too.
+# alive PID: whether process PID runs (a zombie, dead but not yet reaped, does not).
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }  # the fields after "(comm)", which may hold spaces
+  [ "${stat%% *}" != Z ]
+}
+
+# session_alive SID: whether a process of session SID still runs.
+session_alive() {
+  local p
+  for p in $(pgrep -s "$1"); do alive "$p" && return 0; done
+  return 1
+}
+
+# Every test server is tagged KMSFS_TEST_SERVER=DIR in its environment (its
+# children inherit it), so a stop can tell its session from a reused pid and
+# leftover_servers can find what a test left behind.
+# owned SID DIR: whether session SID is the server launched for DIR.
+owned() {
+  local p
+  for p in $(pgrep -s "$1"); do grep -qzxF "KMSFS_TEST_SERVER=$2" "/proc/$p/environ" 2>/dev/null && return 0; done
+  return 1
+}
+
+# launch_detached DIR LOGNAME COMMAND...: starts COMMAND (cwd DIR) in a session of
+# its own with no inherited descriptor but its log (DIR/LOGNAME), records its pid,
+# which is also the session id, in DIR/pid, and stops it again if this script exits
+# before calling server_ready. A caller waiting for the script (Foundation's Process
+# watches an inherited socket) must not end up waiting for the server too.
+# COMMAND runs under watchdog.sh, which ends the session when the owner process
+# (KMSFS_SERVER_OWNER, default: whoever ran this script) is gone, even by SIGKILL.
 launch_detached() {
   local dir=$1 logname=$2; shift 2
-  python3 - "$dir" "$logname" "$@" <<'PY'
+  trap "stop_recorded '$dir'" EXIT
+  trap 'exit 1' INT TERM HUP  # (then the EXIT trap runs)
+  KMSFS_TEST_SERVER=$dir python3 - "$dir" "$logname" "${KMSFS_SERVER_OWNER:-$PPID}" \
+    "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/watchdog.sh" "$@" <<'PY'
 import os, subprocess, sys
-d, logname = sys.argv[1], sys.argv[2]
+d, logname, owner, watchdog = sys.argv[1:5]
 env = dict(os.environ); env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
 log = open(os.path.join(d, logname), "ab")
-p = subprocess.Popen(sys.argv[3:], stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, start_new_session=True, env=env)
+p = subprocess.Popen(["bash", watchdog, owner] + sys.argv[5:], cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                     close_fds=True, start_new_session=True, env=env)
 open(os.path.join(d, "pid"), "w").write(str(p.pid))
 PY
 }
 
-# stop_recorded DIR PATTERN: stops (TERM, then KILL after 3 s) the pid in DIR/pid if its command line still matches.
+# server_ready: the start went through; the server now runs until "stop DIR" (or its owner is gone).
+server_ready() { trap - EXIT INT TERM HUP; }
+
+# wait_ready DIR SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds;
+# fails, showing the server's logs, once the server has exited or after SECONDS.
+wait_ready() {
+  local dir=$1 seconds=$2; shift 2
+  for _ in $(seq 1 $((seconds * 5))); do
+    "$@" >/dev/null 2>&1 && return 0
+    alive "$(cat "$dir/pid")" || break
+    sleep 0.2
+  done
+  log "the server exited or was not ready within $seconds s; its logs:"
+  tail -n 20 "$dir"/*.log "$dir"/*.out >&2 2>/dev/null || true
+  return 1
+}
+
+# stop_recorded DIR [SIGNAL]: stops the session recorded in DIR/pid, if it still is
+# the server launched for DIR: SIGNAL (default TERM) to each of its processes, then
+# KILL to what is left after 3 s; returns once all are gone (at most 5 s more).
 stop_recorded() {
-  local pid
-  pid=$(cat "$1/pid" 2>/dev/null) || return 0
-  local cmdline
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)  # no pipe into grep -q: pipefail + SIGPIPE
-  if [[ $cmdline == *"$2"* ]]; then
-    kill -CONT "$pid" 2>/dev/null || true
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 15); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true  # moto's server may ignore SIGTERM
+  local dir=$1 sid
+  sid=$(cat "$dir/pid" 2>/dev/null) || return 0
+  [[ $sid =~ ^[0-9]+$ ]] && [ "$sid" -gt 1 ] || return 0  # pkill -s 0 would mean our own session
+  if owned "$sid" "$dir"; then
+    pkill -CONT -s "$sid" || true
+    pkill "-${2:-TERM}" -s "$sid" || true
+    for _ in $(seq 1 15); do session_alive "$sid" || break; sleep 0.2; done
+    pkill -KILL -s "$sid" || true  # moto's server may ignore SIGTERM, PyKMIP's children do
+    for _ in $(seq 1 25); do session_alive "$sid" || break; sleep 0.2; done
   fi
-  rm -f "$1/pid"
+  rm -f "$dir/pid"
+}
+
+# leftover_servers: the test servers still running, one "pid command line" per
+# line; only those of this scripts/test.sh run when KMSFS_TEST_RUN is set.
+leftover_servers() {
+  local file p
+  for file in $(grep -lzs '^KMSFS_TEST_SERVER=' /proc/[0-9]*/environ); do
+    p=${file#/proc/} p=${p%/environ}
+    if [ -n "${KMSFS_TEST_RUN:-}" ]; then grep -qzxF "KMSFS_TEST_RUN=$KMSFS_TEST_RUN" "$file" 2>/dev/null || continue; fi
+    alive "$p" && echo "$p $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline")"
+  done
+  return 0
+}
+
+# check_no_servers: fails, naming them, if test servers are still running a few
+# seconds after the tests (time for a watchdog to end those of a killed test
+# process), and kills them so the machine is clean.
+check_no_servers() {
+  local left
+  for _ in $(seq 1 30); do
+    left=$(leftover_servers)
+    [ -n "$left" ] || return 0
+    sleep 0.2
+  done
+  printf 'FAIL: the tests left these servers running (now killed):\n%s\n' "$left" >&2
+  kill -KILL $(cut -d' ' -f1 <<<"$left") 2>/dev/null || true
+  return 1
 }

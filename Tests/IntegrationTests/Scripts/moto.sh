@@ -19,11 +19,7 @@ start)
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   launch_detached "$dir" moto.log "$py" -m moto.server -H 127.0.0.1 -p "$port"
   endpoint="http://127.0.0.1:$port"
-  for _ in $(seq 1 150); do
-    curl -sf "$endpoint/moto-api/data.json" >/dev/null 2>&1 && break
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { tail -5 "$dir/moto.log" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_ready "$dir" 30 curl -sf "$endpoint/moto-api/data.json"
   umask 077
   "$py" "$here/moto_admin.py" "$endpoint" setup >"$dir/env.tmp"
   {
@@ -33,10 +29,11 @@ start)
     cat "$dir/env.tmp"
   } >"$dir/env"
   rm -f "$dir/env.tmp"
+  server_ready
   log "ready at $endpoint"
   ;;
 stop)
-  stop_recorded "$dir" moto.server
+  stop_recorded "$dir"
   ;;
 *) echo "usage: $0 start|stop DIR" >&2; exit 64 ;;
 esac

@@ -35,12 +35,8 @@ start)
   launch_detached "$dir" bao.log "$bao" server -dev -dev-listen-address="127.0.0.1:$port" -dev-root-token-id="$root" \
     -dev-no-store-token -dev-tls -dev-tls-cert-dir="$dir/tls"
   export BAO_ADDR="https://127.0.0.1:$port" BAO_CACERT="$dir/tls/vault-ca.pem" BAO_TOKEN="$root"
-  for _ in $(seq 1 150); do
-    [ -f "$BAO_CACERT" ] && "$bao" status >/dev/null 2>&1 && break
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { tail -5 "$dir/bao.log" >&2; exit 1; }
-    sleep 0.2
-  done
-  "$bao" status >/dev/null
+  up() { [ -f "$BAO_CACERT" ] && "$bao" status; }
+  wait_ready "$dir" 30 up
   "$bao" secrets enable transit >/dev/null
   "$bao" write -f transit/keys/kmsfs-key >/dev/null
   cat >"$dir/kmsfs-policy.hcl" <<'HCL'
@@ -63,10 +59,11 @@ BAO_ROOT_TOKEN=$root
 BAO_TOKEN_KMSFS=$token
 BAO_PID=$(cat "$dir/pid")
 ENV
+  server_ready
   log "ready at $BAO_ADDR"
   ;;
 stop)
-  stop_recorded "$dir" 'server -dev'
+  stop_recorded "$dir"
   ;;
 *) echo "usage: $0 start|stop DIR" >&2; exit 64 ;;
 esac

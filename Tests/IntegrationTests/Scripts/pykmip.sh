@@ -45,11 +45,7 @@ logging_level=INFO
 database_path=$dir/pykmip.db
 CONF
   PYTHONWARNINGS=ignore launch_detached "$dir" server.out "$(dirname "$py")/pykmip-server" -f "$dir/server.conf" -l "$dir/server.log"
-  for _ in $(seq 1 300); do
-    grep -q 'Starting connection service' "$dir/server.log" 2>/dev/null && break
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { tail -5 "$dir/server.out" "$dir/server.log" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_ready "$dir" 60 grep -q 'Starting connection service' "$dir/server.log"
   umask 077
   cat >"$dir/env" <<ENV
 KMIP_PYTHON=$py
@@ -63,12 +59,11 @@ KMIP_NOEKU_CERT=$dir/noeku.crt
 KMIP_NOEKU_KEY=$dir/noeku.key
 KMIP_PID=$(cat "$dir/pid")
 ENV
+  server_ready
   log "ready at 127.0.0.1:$port"
   ;;
 stop)
-  pid=$(cat "$dir/pid" 2>/dev/null) || exit 0
-  kill -INT "$pid" 2>/dev/null || true  # PyKMIP stops promptly on SIGINT only
-  stop_recorded "$dir" pykmip-server
+  stop_recorded "$dir" INT  # PyKMIP stops promptly on SIGINT only
   ;;
 *) echo "usage: $0 start|stop DIR" >&2; exit 64 ;;
 esac

@@ -56,13 +56,7 @@ JSON
   endpoint="http://127.0.0.1:$s3"
   # Ready when the bucket exists and an object makes a round trip (the S3 port
   # answers before the volume server has registered).
-  ready=0
-  for _ in $(seq 1 600); do
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { tail -20 "$dir/weed.log" >&2; exit 1; }
-    if python3 "$here/s3_probe.py" "$endpoint" "$ak" "$sk" 2>/dev/null; then ready=1; break; fi
-    sleep 0.1
-  done
-  [ $ready = 1 ] || { log "S3 not ready after 60 s"; tail -20 "$dir/weed.log" >&2; exit 1; }
+  wait_ready "$dir" 60 python3 "$here/s3_probe.py" "$endpoint" "$ak" "$sk"
   cat >"$dir/env" <<ENV
 SEAWEED_ENDPOINT=$endpoint
 SEAWEED_BUCKET=kmsfs-snapshots
@@ -72,10 +66,11 @@ SEAWEED_READONLY_ACCESS_KEY_ID=$rak
 SEAWEED_READONLY_SECRET_ACCESS_KEY=$rsk
 SEAWEED_PID=$(cat "$dir/pid")
 ENV
+  server_ready
   log "ready at $endpoint"
   ;;
 stop)
-  stop_recorded "$dir" weed
+  stop_recorded "$dir"
   if [ -f "$dir/ports" ]; then
     for p in $(cat "$dir/ports"); do
       for c in master volume filer s3 admin; do rm -f "/tmp/seaweedfs-$c-grpc-$((p + 10000)).sock"; done
