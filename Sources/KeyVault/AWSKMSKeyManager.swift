@@ -45,8 +45,9 @@ public struct AWSKMSKeyManager: KeyManager {
 
     public init(settings: AWSKMSSettings) {
         self.settings = settings
+        // KMS answers are small JSON objects: 1 MiB is far above any of them.
         http = HTTPClient(tls: TLSOptions(caFile: settings.caFile), connectTimeout: settings.retry.connectTimeout,
-                          totalTimeout: settings.retry.requestTimeout)
+                          totalTimeout: settings.retry.requestTimeout, maxResponseBytes: HTTPClient.smallAnswerBytes)
     }
 
     public var reference: KMSReference { KMSReference(type: .aws, address: settings.endpoint, keyIdentifier: settings.keyID) }
@@ -183,15 +184,12 @@ public struct AWSKMSKeyManager: KeyManager {
         if let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] {
             let raw = object["__type"] as? String ?? response.headers["x-amzn-errortype"] ?? ""
             let type = String(raw.split(separator: "#").last ?? "").split(separator: ":").first.map(String.init) ?? ""
-            return (type, object["message"] as? String ?? object["Message"] as? String ?? "")
+            return (HTTPResponse.excerpt(type), HTTPResponse.excerpt(object["message"] as? String ?? object["Message"] as? String ?? ""))
         }
         let text = response.bodyText
-        func tag(_ name: String) -> String {
-            guard let start = text.range(of: "<\(name)>"), let end = text.range(of: "</\(name)>", range: start.upperBound..<text.endIndex) else { return "" }
-            return String(text[start.upperBound..<end.lowerBound])
-        }
-        let type = tag("Code").isEmpty ? (response.headers["x-amzn-errortype"] ?? "HTTP\(response.status)") : tag("Code")
-        return (type, tag("Message"))
+        let code = XMLElements.first("Code", in: text)
+        let type = code.isEmpty ? (response.headers["x-amzn-errortype"] ?? "HTTP\(response.status)") : code
+        return (HTTPResponse.excerpt(type), HTTPResponse.excerpt(XMLElements.first("Message", in: text)))
     }
 }
 
