@@ -248,8 +248,10 @@ func fetchManifest(_ snapshot: String, from source: any BundleStore) throws -> M
 /// The snapshot names with a manifest at `source`.
 public func exportedSnapshots(at source: any BundleStore) throws -> [String] {
     try source.list(prefix: BundleKeys.manifestPrefix).compactMap { key in
-        guard key.hasSuffix(BundleKeys.manifestSuffix) else { return nil }
-        return String(key.dropFirst(BundleKeys.manifestPrefix.count).dropLast(BundleKeys.manifestSuffix.count))
+        guard key.hasSuffix(BundleKeys.manifestSuffix), BundleKeys.isValid(key) else { return nil }
+        let name = key.dropFirst(BundleKeys.manifestPrefix.count).dropLast(BundleKeys.manifestSuffix.count)
+        // A name becomes part of a local temporary file name: one path component only.
+        return name.isEmpty || name.contains("/") ? nil : String(name)
     }
 }
 
