@@ -62,7 +62,7 @@ public struct AWSKMSKeyManager: KeyManager {
             + encoded + Array(#""}"#.utf8)
         defer { wipe(&encoded); wipe(&body) }
         let answer = try call("Encrypt", body: body, key: settings.keyID)
-        return try envelope(from: answer)
+        return try Self.envelope(from: answer)
     }
 
     public func unwrap(_ wrapped: WrappedKey, context: WrapContext) throws -> KeyMaterial {
@@ -89,7 +89,7 @@ public struct AWSKMSKeyManager: KeyManager {
         let destination = newKeyIdentifier ?? settings.keyID
         let ctx = contextJSON(context)
         let body = Array(#"{"CiphertextBlob":"\#(Base64.encodeString(wrapped.ciphertext))","SourceKeyId":"\#(jsonEscape(wrapped.keyIdentifier))","SourceEncryptionContext":\#(ctx),"DestinationKeyId":"\#(jsonEscape(destination))","DestinationEncryptionContext":\#(ctx)}"#.utf8)
-        return try envelope(from: call("ReEncrypt", body: body, key: destination))
+        return try Self.envelope(from: call("ReEncrypt", body: body, key: destination))
     }
 
     public func health() throws -> KMSHealth {
@@ -119,7 +119,11 @@ public struct AWSKMSKeyManager: KeyManager {
     }
 
     public func describe(_ key: String) throws -> AWSKeyInfo {
-        let answer = try call("DescribeKey", body: Array(#"{"KeyId":"\#(jsonEscape(key))"}"#.utf8), key: key)
+        try Self.keyInfo(from: call("DescribeKey", body: Array(#"{"KeyId":"\#(jsonEscape(key))"}"#.utf8), key: key), key: key)
+    }
+
+    /// The facts of a DescribeKey answer (any bytes give facts or a KeyVaultError).
+    static func keyInfo(from answer: HTTPResponse, key: String) throws -> AWSKeyInfo {
         guard let object = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
               let meta = object["KeyMetadata"] as? [String: Any] else {
             throw KeyVaultError.kmsError(provider: "aws", reason: "DescribeKey answer has no KeyMetadata")
@@ -130,12 +134,13 @@ public struct AWSKMSKeyManager: KeyManager {
     }
 
     /// The envelope from an Encrypt or ReEncrypt answer: the blob and the ARN of the key that made it.
-    private func envelope(from answer: HTTPResponse) throws -> WrappedKey {
+    static func envelope(from answer: HTTPResponse) throws -> WrappedKey {
         guard let object = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
               let blob = (object["CiphertextBlob"] as? String).flatMap({ Base64.decode(Array($0.utf8)) }), let arn = object["KeyId"] as? String else {
             throw KeyVaultError.kmsError(provider: "aws", reason: "answer has no CiphertextBlob and KeyId")
         }
-        return WrappedKey(provider: .aws, keyIdentifier: arn, ciphertext: blob, parameters: ["context": Array("kmsfs:filesystem".utf8)])
+        return try WrappedKey(provider: .aws, keyIdentifier: arn, ciphertext: blob, parameters: ["context": Array("kmsfs:filesystem".utf8)])
+            .checkedSize(provider: "aws")
     }
 
     /// One signed TrentService call with retries on throttling, 5xx and transient network failures.
