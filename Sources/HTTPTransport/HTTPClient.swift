@@ -29,6 +29,12 @@ public struct HTTPResponse: Sendable {
     public var headers: [String: String]
     public var body: [UInt8]
 
+    public init(status: Int, headers: [String: String] = [:], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 
     /// The longest excerpt of a server's text put into an error message, in characters.

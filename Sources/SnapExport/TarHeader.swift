@@ -13,16 +13,15 @@ struct TarHeader: Equatable {
     static let nameField = 0..<100, modeField = 100..<108, uidField = 108..<116, gidField = 116..<124
     static let sizeField = 124..<136, mtimeField = 136..<148, checksumField = 148..<156, typeOffset = 156
     static let magicField = 257..<263, versionField = 263..<265, prefixField = 345..<500
+    /// Magic and version: POSIX writes "ustar\0" "00"; GNU tar writes "ustar " " \0".
+    static let posixMagic = Array("ustar\u{0}00".utf8), gnuMagic = Array("ustar  \u{0}".utf8)
 
     /// Decodes `block`, or throws a one-line BundleError naming the field and `position`.
     static func parse(_ block: [UInt8], at position: UInt64) throws(BundleError) -> TarHeader {
         func refuse(_ why: String) -> BundleError { .corrupt("bad tar member header at byte \(position): \(why)") }
         guard block.count == blockSize else { throw refuse("short block") }
-        let magic = Array(block[magicField]), version = Array(block[versionField])
-        // POSIX writes "ustar\0" "00"; GNU tar writes "ustar " " \0".
-        guard (magic == Array("ustar\0".utf8) && version == Array("00".utf8)) || (magic == Array("ustar ".utf8) && version == [0x20, 0]) else {
-            throw refuse("not a ustar header")
-        }
+        let magic = block[magicField.lowerBound..<versionField.upperBound]
+        guard magic.elementsEqual(posixMagic) || magic.elementsEqual(gnuMagic) else { throw refuse("not a ustar header") }
         guard let stored = number(block[checksumField]) else { throw refuse("the checksum field is not octal") }
         guard stored == checksum(block) else { throw refuse("checksum mismatch") }
         guard block[typeOffset] == UInt8(ascii: "0") || block[typeOffset] == 0 else { throw refuse("not a regular file (type \(block[typeOffset]))") }
@@ -51,8 +50,8 @@ struct TarHeader: Equatable {
 
     /// The ustar checksum: the unsigned byte sum with the checksum field read as spaces.
     static func checksum(_ block: [UInt8]) -> UInt64 {
-        var sum: UInt64 = 0
-        for (i, b) in block.enumerated() { sum += checksumField.contains(i) ? 0x20 : UInt64(b) }
+        var sum = UInt64(checksumField.count) * 0x20
+        for i in block.indices where !checksumField.contains(i) { sum += UInt64(block[i]) }
         return sum
     }
 
