@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "KeyVaultTests", dependencies: ["KeyVault", "HTTPTransport", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MetaStoreTests", dependencies: ["MetaStore", "BlockCipher", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "SnapExportTests", dependencies: ["SnapExport", "BlockCipher", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "SnapExportTests", dependencies: ["SnapExport", "BlockCipher", "HTTPTransport", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["kmsfs"], exclude: ["Scripts"], swiftSettings: swiftSettings),
     ]
 )

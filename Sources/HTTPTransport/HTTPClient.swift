@@ -10,12 +10,16 @@ public struct HTTPRequest: Sendable {
     public var url: String
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// The largest response body accepted, in bytes; nil for the client's limit. Set it where
+    /// the expected size is known (a chunk, a range), so a server cannot send more.
+    public var maxResponseBytes: Int?
 
-    public init(method: String, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+    public init(method: String, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [], maxResponseBytes: Int? = nil) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
+        self.maxResponseBytes = maxResponseBytes
     }
 }
 
@@ -25,7 +29,22 @@ public struct HTTPResponse: Sendable {
     public var headers: [String: String]
     public var body: [UInt8]
 
+    public init(status: Int, headers: [String: String] = [:], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
+
+    /// The longest excerpt of a server's text put into an error message, in characters.
+    public static let excerptLength = 300
+
+    /// Text a server sent, made fit for a one-line error message: newlines become spaces,
+    /// and it is cut at `excerptLength` characters.
+    public static func excerpt(_ text: some StringProtocol) -> String {
+        String(text.prefix(excerptLength).split(whereSeparator: \.isNewline).joined(separator: " "))
+    }
 
     /// Overwrites the body (it may hold a secret the server returned).
     public mutating func wipeBody() {
@@ -53,7 +72,8 @@ public struct TLSOptions: Sendable, Equatable {
 
 /// Why a request got no HTTP answer at all.
 public struct TransportError: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case resolve, connect, tls, timeout, other }
+    /// `responseTooLarge`: the body or headers passed their limit and the transfer was aborted.
+    public enum Kind: Sendable { case resolve, connect, tls, timeout, responseTooLarge, other }
     public var kind: Kind
     public var message: String
 
@@ -76,16 +96,27 @@ public final class HTTPClient: @unchecked Sendable {
     private let tls: TLSOptions
     private let connectTimeout: Double
     private let totalTimeout: Double
+    private let maxResponseBytes: Int
     private let handle: UnsafeMutableRawPointer
     private let lock = NSLockLite()
 
+    /// The default cap on a response body, in bytes: above the largest answer kmsfs asks for
+    /// without knowing its size (an S3 listing page, an 8 MiB part or range plus its slack).
+    public static let defaultMaxResponseBytes = 64 << 20
+    /// The cap for small JSON answers (KMS APIs), in bytes.
+    public static let smallAnswerBytes = 1 << 20
+    /// The cap on all header lines of one response, in bytes (libcurl limits only each line).
+    static let maxHeaderBytes = 64 << 10
+
     private static let globalInit: Bool = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK }()
 
-    public init(tls: TLSOptions = TLSOptions(), connectTimeout: Double = 5, totalTimeout: Double = 15) {
+    public init(tls: TLSOptions = TLSOptions(), connectTimeout: Double = 5, totalTimeout: Double = 15,
+                maxResponseBytes: Int = HTTPClient.defaultMaxResponseBytes) {
         _ = Self.globalInit
         self.tls = tls
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
+        self.maxResponseBytes = maxResponseBytes
         handle = curl_easy_init()!
     }
 
@@ -95,7 +126,7 @@ public final class HTTPClient: @unchecked Sendable {
     public func send(_ request: HTTPRequest) throws -> HTTPResponse {
         lock.lock(); defer { lock.unlock() }
         curl_easy_reset(handle)
-        let sink = ResponseSink()
+        let sink = ResponseSink(maxBodyBytes: request.maxResponseBytes ?? maxResponseBytes)
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
         for header in request.headers { headerList = curl_slist_append(headerList, "\(header.name): \(header.value)") }
         // curl adds "Expect: 100-continue" to larger POSTs, costing a round trip; servers here do not need it.
@@ -120,6 +151,9 @@ public final class HTTPClient: @unchecked Sendable {
                 CCurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList)
                 CCurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
                 if request.method == "HEAD" { CCurl_setopt_long(handle, CURLOPT_NOBODY, 1) }
+                // Refuses at once an answer whose Content-Length is over the limit; the write callback
+                // catches the rest (chunked answers, lying lengths).
+                CCurl_setopt_size(handle, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(sink.maxBodyBytes))
                 if !request.body.isEmpty || request.method == "POST" || request.method == "PUT" {
                     CCurl_setopt_size(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
                     CCurl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
@@ -128,14 +162,17 @@ public final class HTTPClient: @unchecked Sendable {
                 CCurl_setopt_write_function(handle, { ptr, size, count, user in
                     let sink = Unmanaged<ResponseSink>.fromOpaque(user!).takeUnretainedValue()
                     let n = size * count
-                    if let ptr { sink.body.append(contentsOf: UnsafeRawBufferPointer(start: ptr, count: n)) }
+                    // Returning less than n makes libcurl abort with CURLE_WRITE_ERROR.
+                    guard let ptr, sink.accept(body: n) else { return 0 }
+                    sink.body.append(contentsOf: UnsafeRawBufferPointer(start: ptr, count: n))
                     return n
                 })
                 CCurl_setopt_pointer(handle, CURLOPT_WRITEDATA, unmanaged)
                 CCurl_setopt_header_function(handle, { ptr, size, count, user in
                     let sink = Unmanaged<ResponseSink>.fromOpaque(user!).takeUnretainedValue()
                     let n = size * count
-                    if let ptr { sink.headerLine(UnsafeRawBufferPointer(start: ptr, count: n)) }
+                    guard let ptr, sink.accept(header: n) else { return 0 }
+                    sink.headerLine(UnsafeRawBufferPointer(start: ptr, count: n))
                     return n
                 })
                 CCurl_setopt_pointer(handle, CURLOPT_HEADERDATA, unmanaged)
@@ -143,6 +180,10 @@ public final class HTTPClient: @unchecked Sendable {
             }
         }
         guard code == CURLE_OK else {
+            if sink.overflow != nil || code == CURLE_FILESIZE_EXCEEDED {
+                let part = sink.overflow ?? .body
+                throw TransportError(kind: .responseTooLarge, message: "the answer's \(part.rawValue) is larger than \(sink.limit(of: part)) bytes; refused")
+            }
             let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
             throw TransportError(kind: Self.kind(of: code), message: message)
@@ -171,6 +212,28 @@ public final class HTTPClient: @unchecked Sendable {
 private final class ResponseSink {
     var body: [UInt8] = { var a = [UInt8](); a.reserveCapacity(64 * 1024); return a }()
     var headers: [String: String] = [:]
+    let maxBodyBytes: Int
+    private var headerBytes = 0
+    enum Part: String { case body, headers }
+    /// The part that passed its limit, once the transfer was aborted for it.
+    private(set) var overflow: Part?
+
+    init(maxBodyBytes: Int) { self.maxBodyBytes = max(0, maxBodyBytes) }
+
+    func limit(of part: Part) -> Int { part == .headers ? HTTPClient.maxHeaderBytes : maxBodyBytes }
+
+    /// Whether `count` more body bytes stay within the limit (body.count never exceeds it).
+    func accept(body count: Int) -> Bool {
+        guard count <= maxBodyBytes - body.count else { overflow = .body; return false }
+        return true
+    }
+
+    /// Whether a header line of `count` bytes keeps all headers of the response within their limit.
+    func accept(header count: Int) -> Bool {
+        guard count <= HTTPClient.maxHeaderBytes - headerBytes else { overflow = .headers; return false }
+        headerBytes += count
+        return true
+    }
 
     func headerLine(_ raw: UnsafeRawBufferPointer) {
         let line = String(decoding: raw, as: UTF8.self)

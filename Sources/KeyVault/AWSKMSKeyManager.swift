@@ -45,8 +45,9 @@ public struct AWSKMSKeyManager: KeyManager {
 
     public init(settings: AWSKMSSettings) {
         self.settings = settings
+        // KMS answers are small JSON objects: 1 MiB is far above any of them.
         http = HTTPClient(tls: TLSOptions(caFile: settings.caFile), connectTimeout: settings.retry.connectTimeout,
-                          totalTimeout: settings.retry.requestTimeout)
+                          totalTimeout: settings.retry.requestTimeout, maxResponseBytes: HTTPClient.smallAnswerBytes)
     }
 
     public var reference: KMSReference { KMSReference(type: .aws, address: settings.endpoint, keyIdentifier: settings.keyID) }
@@ -61,7 +62,7 @@ public struct AWSKMSKeyManager: KeyManager {
             + encoded + Array(#""}"#.utf8)
         defer { wipe(&encoded); wipe(&body) }
         let answer = try call("Encrypt", body: body, key: settings.keyID)
-        return try envelope(from: answer)
+        return try Self.envelope(from: answer)
     }
 
     public func unwrap(_ wrapped: WrappedKey, context: WrapContext) throws -> KeyMaterial {
@@ -88,7 +89,7 @@ public struct AWSKMSKeyManager: KeyManager {
         let destination = newKeyIdentifier ?? settings.keyID
         let ctx = contextJSON(context)
         let body = Array(#"{"CiphertextBlob":"\#(Base64.encodeString(wrapped.ciphertext))","SourceKeyId":"\#(jsonEscape(wrapped.keyIdentifier))","SourceEncryptionContext":\#(ctx),"DestinationKeyId":"\#(jsonEscape(destination))","DestinationEncryptionContext":\#(ctx)}"#.utf8)
-        return try envelope(from: call("ReEncrypt", body: body, key: destination))
+        return try Self.envelope(from: call("ReEncrypt", body: body, key: destination))
     }
 
     public func health() throws -> KMSHealth {
@@ -118,7 +119,11 @@ public struct AWSKMSKeyManager: KeyManager {
     }
 
     public func describe(_ key: String) throws -> AWSKeyInfo {
-        let answer = try call("DescribeKey", body: Array(#"{"KeyId":"\#(jsonEscape(key))"}"#.utf8), key: key)
+        try Self.keyInfo(from: call("DescribeKey", body: Array(#"{"KeyId":"\#(jsonEscape(key))"}"#.utf8), key: key), key: key)
+    }
+
+    /// The facts of a DescribeKey answer (any bytes give facts or a KeyVaultError).
+    static func keyInfo(from answer: HTTPResponse, key: String) throws -> AWSKeyInfo {
         guard let object = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
               let meta = object["KeyMetadata"] as? [String: Any] else {
             throw KeyVaultError.kmsError(provider: "aws", reason: "DescribeKey answer has no KeyMetadata")
@@ -129,12 +134,13 @@ public struct AWSKMSKeyManager: KeyManager {
     }
 
     /// The envelope from an Encrypt or ReEncrypt answer: the blob and the ARN of the key that made it.
-    private func envelope(from answer: HTTPResponse) throws -> WrappedKey {
+    static func envelope(from answer: HTTPResponse) throws -> WrappedKey {
         guard let object = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
               let blob = (object["CiphertextBlob"] as? String).flatMap({ Base64.decode(Array($0.utf8)) }), let arn = object["KeyId"] as? String else {
             throw KeyVaultError.kmsError(provider: "aws", reason: "answer has no CiphertextBlob and KeyId")
         }
-        return WrappedKey(provider: .aws, keyIdentifier: arn, ciphertext: blob, parameters: ["context": Array("kmsfs:filesystem".utf8)])
+        return try WrappedKey(provider: .aws, keyIdentifier: arn, ciphertext: blob, parameters: ["context": Array("kmsfs:filesystem".utf8)])
+            .checkedSize(provider: "aws")
     }
 
     /// One signed TrentService call with retries on throttling, 5xx and transient network failures.
@@ -183,15 +189,12 @@ public struct AWSKMSKeyManager: KeyManager {
         if let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] {
             let raw = object["__type"] as? String ?? response.headers["x-amzn-errortype"] ?? ""
             let type = String(raw.split(separator: "#").last ?? "").split(separator: ":").first.map(String.init) ?? ""
-            return (type, object["message"] as? String ?? object["Message"] as? String ?? "")
+            return (HTTPResponse.excerpt(type), HTTPResponse.excerpt(object["message"] as? String ?? object["Message"] as? String ?? ""))
         }
         let text = response.bodyText
-        func tag(_ name: String) -> String {
-            guard let start = text.range(of: "<\(name)>"), let end = text.range(of: "</\(name)>", range: start.upperBound..<text.endIndex) else { return "" }
-            return String(text[start.upperBound..<end.lowerBound])
-        }
-        let type = tag("Code").isEmpty ? (response.headers["x-amzn-errortype"] ?? "HTTP\(response.status)") : tag("Code")
-        return (type, tag("Message"))
+        let code = XMLElements.first("Code", in: text)
+        let type = code.isEmpty ? (response.headers["x-amzn-errortype"] ?? "HTTP\(response.status)") : code
+        return (HTTPResponse.excerpt(type), HTTPResponse.excerpt(XMLElements.first("Message", in: text)))
     }
 }
 

@@ -90,8 +90,8 @@ public struct KMIPKeyManager: KeyManager {
             throw KeyVaultError.kmsError(provider: "kmip", reason: "Encrypt answer has no Data")
         }
         let usedIV = payload[KMIPTag.ivCounterNonce]?.bytesValue ?? iv
-        return WrappedKey(provider: .kmip, keyIdentifier: uid, ciphertext: ciphertext,
-                          parameters: ["iv": usedIV, "mode": Array("AES-CBC-PKCS5".utf8)])
+        return try WrappedKey(provider: .kmip, keyIdentifier: uid, ciphertext: ciphertext,
+                              parameters: ["iv": usedIV, "mode": Array("AES-CBC-PKCS5".utf8)]).checkedSize(provider: "kmip")
     }
 
     public func unwrap(_ wrapped: WrappedKey, context: WrapContext) throws -> KeyMaterial {

@@ -56,8 +56,9 @@ final class VaultClient: @unchecked Sendable {
 
     init(settings: VaultSettings) {
         self.settings = settings
-        http = HTTPClient(tls: TLSOptions(caFile: settings.caFile),
-                          connectTimeout: settings.retry.connectTimeout, totalTimeout: settings.retry.requestTimeout)
+        // Vault answers are small JSON objects: 1 MiB is far above any of them.
+        http = HTTPClient(tls: TLSOptions(caFile: settings.caFile), connectTimeout: settings.retry.connectTimeout,
+                          totalTimeout: settings.retry.requestTimeout, maxResponseBytes: HTTPClient.smallAnswerBytes)
     }
 
     private var caHint: String {
@@ -103,17 +104,17 @@ final class VaultClient: @unchecked Sendable {
     static func errors(in response: HTTPResponse) -> String {
         if let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
            let errors = object["errors"] as? [String], !errors.isEmpty {
-            return errors.joined(separator: "; ")
+            return HTTPResponse.excerpt(errors.joined(separator: "; "))
         }
         let text = response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
-        return text.isEmpty ? "empty answer" : String(text.prefix(200))
+        return text.isEmpty ? "empty answer" : HTTPResponse.excerpt(text)
     }
 
     /// The "data" object of a (non-secret) answer.
     static func data(_ response: HTTPResponse, key: String = "data") throws -> [String: Any] {
         guard let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
               let data = object[key] as? [String: Any] else {
-            throw KeyVaultError.kmsError(provider: "vault", reason: "unexpected answer: \(String(response.bodyText.prefix(200)))")
+            throw KeyVaultError.kmsError(provider: "vault", reason: "unexpected answer: \(HTTPResponse.excerpt(response.bodyText))")
         }
         return data
     }

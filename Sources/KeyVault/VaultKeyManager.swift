@@ -30,7 +30,7 @@ public struct VaultKeyManager: KeyManager {
         var body = Array(#"{"plaintext":""#.utf8) + encoded + Array(#""}"#.utf8)
         defer { wipe(&payload); wipe(&encoded); wipe(&body) }
         let response = try client.call("POST", encryptPath, body: body, capability: "update")
-        return try envelope(from: response)
+        return try Self.envelope(from: response, keyName: settings.keyName)
     }
 
     public func unwrap(_ wrapped: WrappedKey, context: WrapContext) throws -> KeyMaterial {
@@ -57,7 +57,7 @@ public struct VaultKeyManager: KeyManager {
         }
         try checkOwnership(wrapped)
         let response = try client.call("POST", rewrapPath, body: ciphertextBody(wrapped), capability: "update")
-        return try envelope(from: response)
+        return try Self.envelope(from: response, keyName: settings.keyName)
     }
 
     public func health() throws -> KMSHealth {
@@ -111,13 +111,14 @@ public struct VaultKeyManager: KeyManager {
     }
 
     /// Builds the envelope from an encrypt or rewrap answer ("vault:vN:<base64>").
-    private func envelope(from response: HTTPResponse) throws -> WrappedKey {
+    /// The envelope of an encrypt or rewrap answer of transit key `keyName` (any bytes give one or a KeyVaultError).
+    static func envelope(from response: HTTPResponse, keyName: String) throws -> WrappedKey {
         let data = try VaultClient.data(response)
         guard let ciphertext = data["ciphertext"] as? String, ciphertext.hasPrefix("vault:v") else {
             throw KeyVaultError.kmsError(provider: "vault", reason: "encrypt answer has no vault:vN: ciphertext")
         }
         let version = ciphertext.dropFirst("vault:v".count).prefix { $0.isNumber }
-        return WrappedKey(provider: .vault, keyIdentifier: settings.keyName, keyVersion: String(version),
-                          ciphertext: Array(ciphertext.utf8), parameters: ["binding": Array("uuid-prefix".utf8)])
+        return try WrappedKey(provider: .vault, keyIdentifier: keyName, keyVersion: String(version),
+                              ciphertext: Array(ciphertext.utf8), parameters: ["binding": Array("uuid-prefix".utf8)]).checkedSize(provider: "vault")
     }
 }

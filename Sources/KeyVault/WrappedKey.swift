@@ -27,6 +27,16 @@ public struct WrappedKey: Sendable, Equatable {
         self.parameters = parameters
     }
 
+    /// This envelope, if it encodes within `maxEncodedSize`: the key id, ciphertext and
+    /// parameters of a KMS answer are outside bytes and may be of any size.
+    func checkedSize(provider name: String) throws -> WrappedKey {
+        let size = encoded().count
+        guard size <= Self.maxEncodedSize else {
+            throw KeyVaultError.kmsError(provider: name, reason: "the answer makes a \(size)-byte wrapped key, over the \(Self.maxEncodedSize)-byte limit")
+        }
+        return self
+    }
+
     /// Encodes: magic, version, provider code, then length-prefixed fields
     /// (u16 little-endian lengths), then the parameter count and pairs.
     public func encoded() -> [UInt8] {
@@ -34,8 +44,10 @@ public struct WrappedKey: Sendable, Equatable {
         out.append(Self.version)
         out.append(provider.code)
         func field(_ bytes: [UInt8]) {
-            out.append(UInt8(bytes.count & 0xff))
-            out.append(UInt8(bytes.count >> 8))
+            // Truncating, not trapping: an oversized field makes the envelope longer than
+            // maxEncodedSize, which checkedSize() refuses and decoding rejects.
+            out.append(UInt8(truncatingIfNeeded: bytes.count))
+            out.append(UInt8(truncatingIfNeeded: bytes.count >> 8))
             out.append(contentsOf: bytes)
         }
         field(Array(keyIdentifier.utf8))

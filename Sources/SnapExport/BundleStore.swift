@@ -17,8 +17,10 @@ public protocol BundleStore: AnyObject {
     func put(_ key: String, bytes: UnsafeRawBufferPointer, sha256: [UInt8]) throws
     /// Stores the local file at `path` under `key`, atomically.
     func putFile(_ key: String, path: String) throws
-    /// Reads the object under `key` into memory (chunks: bounded by the chunk size).
-    func get(_ key: String) throws -> [UInt8]
+    /// Reads the object under `key`, which the manifest says holds `expectedSize` bytes, into
+    /// memory. A larger object is an error (`BundleError.oversized`) and is never read whole;
+    /// a shorter one is returned as it is, for the caller to report.
+    func get(_ key: String, expectedSize: Int) throws -> [UInt8]
     /// Copies the object under `key` into the local file at `path`.
     func getFile(_ key: String, path: String) throws
     /// Keys that start with `prefix`.
@@ -33,6 +35,23 @@ enum BundleKeys {
     static func manifest(_ snapshot: String) -> String { "manifests/\(snapshot).jsonl" }
     static let manifestPrefix = "manifests/"
     static let manifestSuffix = ".jsonl"
+    /// The longest key accepted from a listing or an archive (S3's own limit), in bytes.
+    static let maxKeyBytes = 1024
+
+    /// Whether `key`, read from a listing or an archive, is a safe relative path: no empty,
+    /// "." or ".." component, no leading "/", no spaces or control characters.
+    static func isValid(_ key: String) -> Bool {
+        guard !key.isEmpty, key.utf8.count <= maxKeyBytes,
+              key.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7f }) else { return false }
+        return key.split(separator: "/", omittingEmptySubsequences: false).allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
+    }
+}
+
+extension BundleError {
+    /// An object larger than the manifest says: refused before it is read into memory.
+    static func oversized(_ key: String, at location: String, expected: Int) -> BundleError {
+        .corrupt("\(key) at \(location) is larger than the \(expected) bytes the manifest says")
+    }
 }
 
 /// Opens a location given on the command line: `s3://bucket/prefix`, a
@@ -49,29 +68,55 @@ public func openBundleStore(_ location: String, endpointURL: String?, profile: S
     return try LocalBundleStore(root: location, create: create)
 }
 
-/// Copies `source` to a new file `target` in 1 MiB pieces; returns the bytes copied.
-func copyFile(from source: String, to target: String) throws -> UInt64 {
-    let input = open(source, O_RDONLY | O_CLOEXEC)
-    guard input >= 0 else { throw BundleError.io("cannot read \(source): \(String(cString: strerror(errno)))") }
+/// Copies the regular file `source` (no symlink, FIFO or device) to a new file `target` in
+/// 1 MiB pieces, at most the size it had when opened; returns the bytes copied.
+/// With `exclusive`, `target` must not exist yet and is never reached through a symlink.
+func copyFile(from source: String, to target: String, exclusive: Bool = false) throws -> UInt64 {
+    let (input, size) = try openRegularFile(source)
     defer { close(input) }
-    let output = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    let output = exclusive ? try createExclusive(target) : open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard output >= 0 else { throw BundleError.io("cannot create \(target): \(String(cString: strerror(errno)))") }
     defer { close(output) }
     var total: UInt64 = 0
-    try forEachPiece(of: input, path: source) { piece in
+    try forEachPiece(of: input, path: source, limit: size) { piece in
         try writeFully(output, piece, at: total, path: target)
         total += UInt64(piece.count)
     }
     return total
 }
 
-/// Reads `fd` from the start in pieces of 1 MiB.
-func forEachPiece(of fd: Int32, path: String, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+/// Opens `path` for reading without following a symlink in its last component and checks
+/// that it is a regular file; returns the descriptor and the file's size. O_NONBLOCK makes
+/// opening a FIFO return at once (to be refused) instead of waiting for a writer.
+func openRegularFile(_ path: String) throws -> (fd: Int32, size: UInt64) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+    guard fd >= 0 else {
+        switch errno {
+        case ENOENT: throw BundleError.missing("\(path) does not exist")
+        case ELOOP: throw BundleError.corrupt("\(path) is a symbolic link, which a bundle never holds")
+        default: throw BundleError.io("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else {
+        let error = BundleError.io("cannot stat \(path): \(String(cString: strerror(errno)))")
+        close(fd)
+        throw error
+    }
+    guard st.st_mode & S_IFMT == S_IFREG else {
+        close(fd)
+        throw BundleError.corrupt("\(path) is not a regular file (a FIFO, device or directory), which a bundle never holds")
+    }
+    return (fd, UInt64(st.st_size))
+}
+
+/// Reads `fd` from the start in pieces of 1 MiB, up to `limit` bytes or EOF.
+func forEachPiece(of fd: Int32, path: String, limit: UInt64 = .max, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
     defer { buffer.deallocate() }
     var offset: off_t = 0
-    while true {
-        let n = pread(fd, buffer.baseAddress, buffer.count, offset)
+    while UInt64(offset) < limit {
+        let n = pread(fd, buffer.baseAddress, Int(min(UInt64(buffer.count), limit - UInt64(offset))), offset)
         if n < 0 && errno == EINTR { continue }
         guard n >= 0 else { throw BundleError.io("reading \(path): \(String(cString: strerror(errno)))") }
         if n == 0 { return }
@@ -115,9 +160,10 @@ public final class LocalBundleStore: BundleStore {
 
     private func path(_ key: String) -> String { root + "/" + key }
 
+    /// lstat: a symlink under the key is not the object (get refuses it, and put replaces it).
     public func exists(_ key: String, size: Int) throws -> Bool {
         var st = stat()
-        return stat(path(key), &st) == 0 && Int(st.st_size) == size
+        return lstat(path(key), &st) == 0 && st.st_mode & S_IFMT == S_IFREG && Int(st.st_size) == size
     }
 
     public func put(_ key: String, bytes: UnsafeRawBufferPointer, sha256: [UInt8]) throws {
@@ -156,19 +202,29 @@ public final class LocalBundleStore: BundleStore {
         guard syncfs(fd) == 0 else { throw BundleError.io("syncfs \(root): \(String(cString: strerror(errno)))") }
     }
 
-    public func get(_ key: String) throws -> [UInt8] {
+    /// Reads at most `expectedSize + 1` bytes (the extra one detects a longer file) from a
+    /// regular file, so a symlink to /dev/zero or a huge file cannot exhaust memory.
+    public func get(_ key: String, expectedSize: Int) throws -> [UInt8] {
         let p = path(key)
-        guard let data = FileManager.default.contents(atPath: p) else {
-            throw FileManager.default.fileExists(atPath: p) ? BundleError.io("cannot read \(p)") : BundleError.missing("\(key) is missing from \(root)")
-        }
-        return Array(data)
+        let (fd, size) = try reportingMissing(key) { try openRegularFile(p) }
+        defer { close(fd) }
+        guard size <= UInt64(expectedSize) else { throw BundleError.oversized(key, at: root, expected: expectedSize) }
+        var bytes = [UInt8](repeating: 0, count: expectedSize + 1)
+        let got = try bytes.withUnsafeMutableBytes { try readFully(fd, into: $0, at: 0, path: p) }
+        guard got <= expectedSize else { throw BundleError.oversized(key, at: root, expected: expectedSize) }
+        bytes.removeLast(bytes.count - got)
+        return bytes
     }
 
     public func getFile(_ key: String, path target: String) throws {
-        let p = path(key)
-        guard FileManager.default.fileExists(atPath: p) else { throw BundleError.missing("\(key) is missing from \(root)") }
-        // copyItem refuses an existing target; the caller's target is in its private scratch directory.
-        do { try FileManager.default.copyItem(atPath: p, toPath: target) } catch { throw BundleError.io("copying \(p): \(error.localizedDescription)") }
+        _ = try reportingMissing(key) { try copyFile(from: path(key), to: target, exclusive: true) }
+    }
+
+    /// Runs `body`, reporting a missing file as a missing object of the bundle.
+    private func reportingMissing<T>(_ key: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch BundleError.missing {
+            throw BundleError.missing("\(key) is missing from \(root)")
+        }
     }
 
     public func list(prefix: String) throws -> [String] {

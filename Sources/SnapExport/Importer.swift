@@ -54,7 +54,7 @@ public struct BundleReader {
 
     /// Fetches one chunk and checks its length and SHA-256.
     func chunk(_ reference: ChunkReference) throws -> [UInt8] {
-        let bytes = try source.get(BundleKeys.chunk(reference.hex))
+        let bytes = try source.get(BundleKeys.chunk(reference.hex), expectedSize: reference.length)
         guard bytes.count == reference.length else {
             throw BundleError.corrupt("chunk \(reference.hex) has \(bytes.count) bytes, the manifest says \(reference.length) (truncated?)")
         }

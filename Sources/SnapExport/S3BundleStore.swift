@@ -24,6 +24,12 @@ public final class S3BundleStore: BundleStore {
     public var partSize = 8 << 20
     /// Objects are fetched into files (manifests) in ranges of this size.
     public var rangeSize = 8 << 20
+    /// Room for an XML error answer on top of an object's expected size, in bytes: the
+    /// per-request cap on the answer to a GET whose size is known.
+    static let errorAnswerSlack = 64 << 10
+    /// ListObjectsV2 pages followed before the listing is refused (1000 keys each), so a store
+    /// that answers "truncated" forever cannot keep kmsfs looping and growing.
+    static let maxListPages = 100_000
     public private(set) var bytesSent: UInt64 = 0
     public private(set) var multipartUploads = 0
     public let location: String
@@ -97,10 +103,14 @@ public final class S3BundleStore: BundleStore {
         }
     }
 
-    public func get(_ key: String) throws -> [UInt8] {
-        let response = try call("GET", key: key)
+    /// The answer is capped at `expectedSize` plus room for an error body, so a store cannot
+    /// send more than a chunk's worth into memory.
+    public func get(_ key: String, expectedSize: Int) throws -> [UInt8] {
+        let response = try call("GET", key: key, maxResponseBytes: expectedSize + Self.errorAnswerSlack)
         switch response.status {
-        case 200: return response.body
+        case 200:
+            guard response.body.count <= expectedSize else { throw BundleError.oversized(key, at: location, expected: expectedSize) }
+            return response.body
         case 404: throw BundleError.missing("\(key) is missing from \(location)")
         default: throw failure(response, "GET \(key)")
         }
@@ -113,13 +123,14 @@ public final class S3BundleStore: BundleStore {
             if head.status == 404 { throw BundleError.missing("\(key) is missing from \(location)") }
             throw failure(head, "HEAD \(key)")
         }
-        guard let size = Int(head.headers["content-length"] ?? "") else { throw BundleError.store("\(location): HEAD \(key) gave no Content-Length") }
+        guard let size = Int(head.headers["content-length"] ?? ""), size >= 0 else { throw BundleError.store("\(location): HEAD \(key) gave no valid Content-Length") }
         let fd = try createExclusive(path)
         defer { close(fd) }
         var offset = 0
         while offset < size {
             let end = min(size, offset + rangeSize)
-            let response = try call("GET", key: key, headers: [("Range", "bytes=\(offset)-\(end - 1)")])
+            let response = try call("GET", key: key, headers: [("Range", "bytes=\(offset)-\(end - 1)")],
+                                    maxResponseBytes: end - offset + Self.errorAnswerSlack)
             guard response.status == 206 || (response.status == 200 && offset == 0 && end == size), response.body.count == end - offset else {
                 throw failure(response, "GET \(key) bytes \(offset)-\(end - 1)")
             }
@@ -133,16 +144,32 @@ public final class S3BundleStore: BundleStore {
     public func list(prefix keyPrefix: String) throws -> [String] {
         var keys: [String] = []
         var token: String?
+        var pages = 0
         repeat {
             var query: [(name: String, value: String)] = [("list-type", "2"), ("prefix", prefix + keyPrefix)]
             if let token { query.append(("continuation-token", token)) }
             let response = try call("GET", key: nil, query: query)
             guard response.status == 200 else { throw failure(response, "list \(prefix + keyPrefix)") }
-            let text = response.bodyText
-            keys += Self.tags("Key", in: text).map { String($0.dropFirst(prefix.count)) }
-            token = Self.tags("IsTruncated", in: text).first == "true" ? Self.tags("NextContinuationToken", in: text).first : nil
+            let page = try Self.listPage(response.bodyText, prefix: prefix + keyPrefix, location: location)
+            keys += page.keys.map { String($0.dropFirst(prefix.count)) }
+            pages += 1
+            guard page.next != token, pages < Self.maxListPages else { throw BundleError.store("\(location): the listing of \(prefix + keyPrefix) does not end") }
+            token = page.next
         } while token != nil
         return keys.sorted()
+    }
+
+    /// The keys and continuation token of one ListObjectsV2 answer. Every key must lie under
+    /// `prefix` and be a safe relative path: the names become local file names on import.
+    static func listPage(_ text: String, prefix: String, location: String) throws -> (keys: [String], next: String?) {
+        let keys = XMLElements.texts("Key", in: text)
+        if let bad = keys.first(where: { !$0.hasPrefix(prefix) || !BundleKeys.isValid($0) }) {
+            throw BundleError.store("\(location): the listing names an invalid key \(bad.debugDescription.prefix(200))")
+        }
+        guard XMLElements.first("IsTruncated", in: text) == "true" else { return (keys, nil) }
+        let next = XMLElements.first("NextContinuationToken", in: text)
+        guard !next.isEmpty else { throw BundleError.store("\(location): a truncated listing gave no continuation token") }
+        return (keys, next)
     }
 
     // MARK: multipart
@@ -151,7 +178,8 @@ public final class S3BundleStore: BundleStore {
     /// aborted on failure so no parts are left billed in the bucket.
     func multipartPut(_ key: String, size: Int, part read: (Range<Int>) throws -> [UInt8]) throws {
         let created = try call("POST", key: key, query: [("uploads", "")])
-        guard created.status == 200, let uploadID = Self.tags("UploadId", in: created.bodyText).first else { throw failure(created, "CreateMultipartUpload \(key)") }
+        let uploadID = XMLElements.first("UploadId", in: created.bodyText)
+        guard created.status == 200, !uploadID.isEmpty else { throw failure(created, "CreateMultipartUpload \(key)") }
         do {
             var parts: [(Int, String)] = []
             var offset = 0
@@ -167,7 +195,7 @@ public final class S3BundleStore: BundleStore {
                 number += 1
             }
             var xml = "<CompleteMultipartUpload>"
-            for (n, etag) in parts { xml += "<Part><PartNumber>\(n)</PartNumber><ETag>\(etag)</ETag></Part>" }
+            for (n, etag) in parts { xml += "<Part><PartNumber>\(n)</PartNumber><ETag>\(XMLElements.escape(etag))</ETag></Part>" }
             xml += "</CompleteMultipartUpload>"
             let body = Array(xml.utf8)
             let done = try call("POST", key: key, query: [("uploadId", uploadID)], body: body, payloadHash: SHA256.hash(body).hexString)
@@ -185,16 +213,21 @@ public final class S3BundleStore: BundleStore {
     /// One signed request with retries on transient failures and 5xx answers.
     /// `headers` are sent unsigned (Range).
     func call(_ method: String, key: String?, query: [(name: String, value: String)] = [], body: [UInt8] = [],
-              payloadHash: String = SigV4.emptyPayloadHash, headers: [(name: String, value: String)] = []) throws -> HTTPResponse {
-        let response = try send(method, key: key, query: query, body: body, payloadHash: payloadHash, headers: headers, literalSlash: false)
-        if response.status == 403, Self.tags("Code", in: response.bodyText).first == "SignatureDoesNotMatch", query.contains(where: { $0.value.contains("/") }) {
-            return try send(method, key: key, query: query, body: body, payloadHash: payloadHash, headers: headers, literalSlash: true)
+              payloadHash: String = SigV4.emptyPayloadHash, headers: [(name: String, value: String)] = [],
+              maxResponseBytes: Int? = nil) throws -> HTTPResponse {
+        func send(literalSlash: Bool) throws -> HTTPResponse {
+            try self.send(method, key: key, query: query, body: body, payloadHash: payloadHash, headers: headers,
+                          literalSlash: literalSlash, maxResponseBytes: maxResponseBytes)
+        }
+        let response = try send(literalSlash: false)
+        if response.status == 403, XMLElements.first("Code", in: response.bodyText) == "SignatureDoesNotMatch", query.contains(where: { $0.value.contains("/") }) {
+            return try send(literalSlash: true)
         }
         return response
     }
 
     private func send(_ method: String, key: String?, query: [(name: String, value: String)], body: [UInt8], payloadHash: String,
-                      headers extra: [(name: String, value: String)], literalSlash: Bool) throws -> HTTPResponse {
+                      headers extra: [(name: String, value: String)], literalSlash: Bool, maxResponseBytes: Int?) throws -> HTTPResponse {
         let path = "/\(bucket)/" + (key.map { prefix + $0 } ?? "")
         do {
             return try retry.send(http, provider: "s3", address: "\(endpoint.scheme)://\(endpoint.host)", caHint: "check --endpoint-url", request: {
@@ -202,9 +235,10 @@ public final class S3BundleStore: BundleStore {
                                            headers: [("x-amz-content-sha256", payloadHash)], payloadHash: payloadHash)
                 request.literalSlashInQuery = literalSlash
                 let headers = SigV4.sign(request, credentials: credentials, region: region, service: "s3", amzDate: SigV4.amzDate(Int(time(nil))))
-                return HTTPRequest(method: method, url: SigV4.url(for: request), headers: headers + extra + [("Content-Type", "application/octet-stream")], body: body)
+                return HTTPRequest(method: method, url: SigV4.url(for: request), headers: headers + extra + [("Content-Type", "application/octet-stream")],
+                                   body: body, maxResponseBytes: maxResponseBytes)
             }) { response in
-                response.status >= 500 ? "HTTP \(response.status) \(Self.tags("Code", in: response.bodyText).first ?? "")" : nil
+                response.status >= 500 ? "HTTP \(response.status) \(XMLElements.first("Code", in: response.bodyText))" : nil
             }
         } catch let e as KeyVaultError {
             throw BundleError.store(e.description)
@@ -212,24 +246,15 @@ public final class S3BundleStore: BundleStore {
     }
 
     func failure(_ response: HTTPResponse, _ what: String) -> BundleError {
-        let code = Self.tags("Code", in: response.bodyText).first ?? "HTTP \(response.status)"
-        let message = Self.tags("Message", in: response.bodyText).first ?? ""
+        let text = response.bodyText
+        let found = XMLElements.first("Code", in: text)
+        let code = found.isEmpty ? "HTTP \(response.status)" : HTTPResponse.excerpt(found)
+        let message = HTTPResponse.excerpt(XMLElements.first("Message", in: text))
         switch code {
         case "NoSuchBucket": return .store("\(location): bucket \(bucket) does not exist")
         case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken":
             return .store("\(location): \(what) was refused (\(code)): \(message.isEmpty ? "check the AWS credentials" : message)")
         default: return .store("\(location): \(what) failed: \(code) \(message)")
         }
-    }
-
-    /// The text of every <name>...</name> element (S3's XML is flat enough for this).
-    static func tags(_ name: String, in text: String) -> [String] {
-        var out: [String] = []
-        var rest = text[...]
-        while let start = rest.range(of: "<\(name)>"), let end = rest.range(of: "</\(name)>", range: start.upperBound..<rest.endIndex) {
-            out.append(String(rest[start.upperBound..<end.lowerBound]).replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&amp;", with: "&"))
-            rest = rest[end.upperBound...]
-        }
-        return out
     }
 }

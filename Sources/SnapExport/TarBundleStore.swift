@@ -20,12 +20,12 @@ public final class TarBundleStore: BundleStore {
     private var index: [String: (offset: UInt64, size: Int)] = [:]
     /// Where the next member goes (the end-of-archive blocks are rewritten after it).
     private var end: UInt64 = 0
-    static let block = 512
 
     public init(path: String, create: Bool) throws {
         self.path = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         let flags = create ? O_RDWR | O_CREAT : O_RDONLY
-        fd = open(self.path, flags | O_CLOEXEC, 0o600)
+        // O_NONBLOCK: opening a FIFO given as the bundle must fail in scan(), not hang here.
+        fd = open(self.path, flags | O_CLOEXEC | O_NONBLOCK, 0o600)
         guard fd >= 0 else {
             throw errno == ENOENT ? BundleError.missing("no bundle at \(self.path)") : BundleError.io("cannot open \(self.path): \(String(cString: strerror(errno)))")
         }
@@ -35,64 +35,34 @@ public final class TarBundleStore: BundleStore {
     deinit { close(fd) }
 
     /// Reads the member headers; stops at the end-of-archive block or at a member cut short.
+    /// A malformed header is an error: the file is not a bundle, or it was altered.
     private func scan() throws {
-        var st = stat()
-        fstat(fd, &st)
-        let fileSize = UInt64(st.st_size)
+        let fileSize = try TarBundleStore.regularFileSize(fd, path: path)
+        let block = UInt64(TarHeader.blockSize)
         var position: UInt64 = 0
-        var header = [UInt8](repeating: 0, count: Self.block)
-        while position + UInt64(Self.block) <= fileSize {
-            guard header.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, Self.block, off_t(position)) }) == Self.block else { break }
-            if header.allSatisfy({ $0 == 0 }) { break }
-            guard let (name, size) = Self.parse(header) else {
-                throw BundleError.corrupt("\(path) is not a kmsfs tar bundle (bad member header at byte \(position))")
-            }
-            let dataEnd = position + UInt64(Self.block) + UInt64(size)
-            guard dataEnd <= fileSize else { break }  // cut short: dropped, overwritten by the next append
-            index[name] = (position + UInt64(Self.block), size)
-            position = dataEnd + Self.padding(size)
+        var bytes = [UInt8](repeating: 0, count: TarHeader.blockSize)
+        while position + block <= fileSize {
+            guard try bytes.withUnsafeMutableBytes({ try readFully(fd, into: $0, at: position, path: path) }) == TarHeader.blockSize else { break }
+            if bytes.allSatisfy({ $0 == 0 }) { break }
+            let header = try TarHeader.parse(bytes, at: position)
+            // A member longer than the rest of the file is one a crash cut short (it is always the last):
+            // it is dropped and the next append overwrites it, and its size is never allocated.
+            guard UInt64(header.size) <= fileSize - position - block else { break }
+            index[header.name] = (position + block, header.size)
+            position += block + UInt64(header.size) + Self.padding(header.size)
         }
         end = position
     }
 
-    static func padding(_ size: Int) -> UInt64 { UInt64((block - size % block) % block) }
-
-    static func parse(_ h: [UInt8]) -> (String, Int)? {
-        func field(_ from: Int, _ length: Int) -> String {
-            String(decoding: h[from..<from + length].prefix { $0 != 0 }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
-        }
-        guard field(257, 6) == "ustar", let size = Int(field(124, 12), radix: 8), let sum = Int(field(148, 8), radix: 8) else { return nil }
-        var computed = 0
-        for (i, b) in h.enumerated() { computed += (148..<156).contains(i) ? 0x20 : Int(b) }
-        guard computed == sum, h[156] == UInt8(ascii: "0") || h[156] == 0 else { return nil }
-        let name = field(0, 100)
-        guard !name.isEmpty, !name.contains("..") else { return nil }
-        return (name, size)
+    /// The size of the open bundle file, which must be a regular file (never a FIFO or device).
+    private static func regularFileSize(_ fd: Int32, path: String) throws -> UInt64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw BundleError.io("cannot stat \(path): \(String(cString: strerror(errno)))") }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw BundleError.usage("\(path) is not a regular file") }
+        return UInt64(st.st_size)
     }
 
-    static func header(name: String, size: Int) -> [UInt8] {
-        var h = [UInt8](repeating: 0, count: block)
-        func put(_ text: String, at offset: Int) { for (i, b) in text.utf8.enumerated() { h[offset + i] = b } }
-        func octal(_ value: Int, width: Int) -> String {
-            let digits = String(value, radix: 8)
-            return String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits
-        }
-        put(name, at: 0)
-        put(octal(0o600, width: 8), at: 100)
-        put(octal(0, width: 8), at: 108)
-        put(octal(0, width: 8), at: 116)
-        put(octal(size, width: 12), at: 124)
-        put(octal(Int(time(nil)), width: 12), at: 136)
-        h[156] = UInt8(ascii: "0")
-        put("ustar", at: 257)
-        put("00", at: 263)
-        for i in 148..<156 { h[i] = 0x20 }
-        let sum = h.reduce(0) { $0 + Int($1) }
-        put(octal(sum, width: 7), at: 148)
-        h[154] = 0
-        h[155] = 0x20
-        return h
-    }
+    static func padding(_ size: Int) -> UInt64 { UInt64((TarHeader.blockSize - size % TarHeader.blockSize) % TarHeader.blockSize) }
 
     public func exists(_ key: String, size: Int) throws -> Bool { index[key]?.size == size }
 
@@ -102,15 +72,16 @@ public final class TarBundleStore: BundleStore {
 
     /// Appends a member of `size` bytes whose data `fill` writes at the given offset.
     private func append(_ key: String, size: Int, fill: (UInt64) throws -> Void) throws {
-        guard key.utf8.count < 100 else { throw BundleError.usage("tar member name too long: \(key)") }
+        guard key.utf8.count < TarHeader.nameField.count, BundleKeys.isValid(key) else { throw BundleError.usage("not a valid tar member name: \(key)") }
         let start = end
-        try write(Self.header(name: key, size: size), at: start)
-        try fill(start + UInt64(Self.block))
-        let dataEnd = start + UInt64(Self.block) + UInt64(size)
+        let block = UInt64(TarHeader.blockSize)
+        try write(TarHeader(name: key, size: size).encoded(mtime: Int(time(nil))), at: start)
+        try fill(start + block)
+        let dataEnd = start + block + UInt64(size)
         let next = dataEnd + Self.padding(size)
         // Padding plus the two end-of-archive blocks, so the file is a valid archive after every member.
-        try write([UInt8](repeating: 0, count: Int(next - dataEnd) + 2 * Self.block), at: dataEnd)
-        index[key] = (start + UInt64(Self.block), size)
+        try write([UInt8](repeating: 0, count: Int(next - dataEnd) + 2 * TarHeader.blockSize), at: dataEnd)
+        index[key] = (start + block, size)
         end = next
         bytesSent += UInt64(size)
     }
@@ -134,8 +105,9 @@ public final class TarBundleStore: BundleStore {
         guard fsync(fd) == 0 else { throw BundleError.io("fsync \(path): \(String(cString: strerror(errno)))") }
     }
 
-    public func get(_ key: String) throws -> [UInt8] {
+    public func get(_ key: String, expectedSize: Int) throws -> [UInt8] {
         guard let member = index[key] else { throw BundleError.missing("\(key) is missing from \(path)") }
+        guard member.size <= expectedSize else { throw BundleError.oversized(key, at: path, expected: expectedSize) }
         var bytes = [UInt8](repeating: 0, count: member.size)
         let got = try bytes.withUnsafeMutableBytes { try readFully(fd, into: $0, at: member.offset, path: path) }
         guard got == member.size else { throw BundleError.corrupt("\(key) in \(path) ends early") }
