@@ -153,19 +153,17 @@ public final class S3BundleStore: BundleStore {
             let page = try Self.listPage(response.bodyText, prefix: prefix + keyPrefix, location: location)
             keys += page.keys.map { String($0.dropFirst(prefix.count)) }
             pages += 1
-            guard page.next != token, pages < Self.maxListPages else { throw BundleError.store("\(location): the listing of \(prefix + keyPrefix) does not end") }
+            guard page.next == nil || (page.next != token && pages < Self.maxListPages) else { throw BundleError.store("\(location): the listing of \(prefix + keyPrefix) does not end") }
             token = page.next
         } while token != nil
         return keys.sorted()
     }
 
-    /// The keys and continuation token of one ListObjectsV2 answer. Every key must lie under
-    /// `prefix` and be a safe relative path: the names become local file names on import.
+    /// The keys and continuation token of one ListObjectsV2 answer. Only keys under `prefix`
+    /// that are safe relative paths count (the names become local file names on import);
+    /// others in the bucket are not kmsfs's and are passed over.
     static func listPage(_ text: String, prefix: String, location: String) throws -> (keys: [String], next: String?) {
-        let keys = XMLElements.texts("Key", in: text)
-        if let bad = keys.first(where: { !$0.hasPrefix(prefix) || !BundleKeys.isValid($0) }) {
-            throw BundleError.store("\(location): the listing names an invalid key \(bad.debugDescription.prefix(200))")
-        }
+        let keys = XMLElements.texts("Key", in: text).filter { $0.hasPrefix(prefix) && BundleKeys.isValid($0) }
         guard XMLElements.first("IsTruncated", in: text) == "true" else { return (keys, nil) }
         let next = XMLElements.first("NextContinuationToken", in: text)
         guard !next.isEmpty else { throw BundleError.store("\(location): a truncated listing gave no continuation token") }
