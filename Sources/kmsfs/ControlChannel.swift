@@ -7,34 +7,50 @@ import Glibc
 
 /// How the CLI asks a running mount daemon to do what needs its pause of the
 /// writers (snapshot create and delete): one request line, one answer line,
-/// over a Unix socket in the abstract namespace named after the store. The
-/// abstract namespace avoids the 108-byte path limit of socket files; since it
-/// has no file permissions, the daemon answers only its own uid and root
-/// (SO_PEERCRED).
+/// over the Unix socket file `<store>/control`. The store directory is the
+/// owner's alone (0700), so no other user can bind the name first or connect;
+/// both ends also check the other's SO_PEERCRED (root or the same uid), and
+/// the client checks that the answering process is the one holding the store
+/// lock. The path is reached through /proc/self/fd/N of the store directory,
+/// which keeps it under the 108-byte limit of sun_path however deep the home.
 ///
 ///     request:  <verb> <argument>\n
 ///     answer:   OK <text>\n  |  ERR <exit code> <message>\n
 enum ControlChannel {
-    static func address(storeRoot: String) -> sockaddr_un {
-        let name = "kmsfs-control-" + String(SHA256.hash(Array(Home.canonical(storeRoot).utf8)).hexString.prefix(32))
+    static let socketName = "control"
+
+    /// Calls `body` with the socket's address, valid while it runs.
+    static func withAddress<R>(storeRoot: String, _ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) throws -> R {
+        let directory = open(storeRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else { throw UserFacingError("cannot open \(storeRoot): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io) }
+        defer { close(directory) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
+        let path = Array("/proc/self/fd/\(directory)/\(socketName)".utf8)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw[0] = 0  // abstract namespace
-            for (i, b) in name.utf8.enumerated() { raw[i + 1] = b }
+            for (i, b) in path.enumerated() { raw[i] = b }
         }
-        return address
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + 1)
+        return try withUnsafePointer(to: &address) { try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, length) } }
     }
 
-    static var addressLength: socklen_t { socklen_t(MemoryLayout<sa_family_t>.size + 1 + 14 + 32) }
+    /// The peer's credentials, if it is root or this process's uid.
+    static func trustedPeer(_ fd: Int32) -> clinux_ucred? {
+        var credentials = clinux_ucred()
+        var length = socklen_t(MemoryLayout<clinux_ucred>.size)
+        guard getsockopt(fd, SOL_SOCKET, CLINUX_SO_PEERCRED, &credentials, &length) == 0,
+              credentials.uid == 0 || credentials.uid == geteuid() else { return nil }
+        return credentials
+    }
 
     /// Serves requests on a background thread for the life of the process.
     static func serve(storeRoot: String, handler: @escaping @Sendable (String, String) -> Result<String, UserFacingError>) throws {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw UserFacingError("control socket: \(String(cString: strerror(errno)))", exitCode: ExitCodes.io) }
-        var address = address(storeRoot: storeRoot)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, addressLength) } }
-        guard bound == 0, listen(fd, 4) == 0 else {
+        // Only the daemon that holds the store lock gets here: a socket file left by a killed one is stale.
+        unlink(storeRoot + "/" + socketName)
+        let bound = try withAddress(storeRoot: storeRoot) { bind(fd, $0, $1) }
+        guard bound == 0, chmod(storeRoot + "/" + socketName, 0o600) == 0, listen(fd, 4) == 0 else {
             let e = errno
             close(fd)
             throw UserFacingError("control socket: \(String(cString: strerror(e)))", exitCode: ExitCodes.io)
@@ -52,11 +68,7 @@ enum ControlChannel {
             // A client that connects and says nothing must not block the next one.
             var timeout = timeval(tv_sec: 10, tv_usec: 0)
             _ = setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var credentials = clinux_ucred()
-            var length = socklen_t(MemoryLayout<clinux_ucred>.size)
-            guard getsockopt(client, SOL_SOCKET, CLINUX_SO_PEERCRED, &credentials, &length) == 0,
-                  credentials.uid == 0 || credentials.uid == geteuid() else { continue }
-            guard let line = readLine(client) else { continue }
+            guard trustedPeer(client) != nil, let line = readLine(client) else { continue }
             let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
             let answer: String
             switch handler(parts.first ?? "", parts.count > 1 ? parts[1] : "") {
@@ -72,10 +84,14 @@ enum ControlChannel {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw UserFacingError("control socket: \(String(cString: strerror(errno)))", exitCode: ExitCodes.io) }
         defer { close(fd) }
-        var address = address(storeRoot: storeRoot)
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, addressLength) } }
+        let connected = try withAddress(storeRoot: storeRoot) { connect(fd, $0, $1) }
         guard connected == 0 else {
             throw UserFacingError("cannot reach the mount daemon of \(storeRoot): \(String(cString: strerror(errno)))", exitCode: ExitCodes.mountFailed)
+        }
+        // Whoever answers must be the daemon of this store: root or our uid, and the lock holder.
+        let holder = (try? String(contentsOfFile: storeRoot + "/lock", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        guard let peer = trustedPeer(fd), peer.pid == holder else {
+            throw UserFacingError("the control socket of \(storeRoot) is not served by its mount daemon; refusing to talk to it", exitCode: ExitCodes.mountFailed)
         }
         let request = Array("\(verb) \(argument)\n".utf8)
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

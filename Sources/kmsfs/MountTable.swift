@@ -1,11 +1,19 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads /proc/self/mountinfo to find kmsfs mounts (source = store path).
+/// Anyone can make a FUSE mount with any fsname, so a line is believed only
+/// when the store agrees: a daemon holds its lock, and the mount belongs to
+/// the store's owner (FUSE's user_id) or root.
 struct MountTable {
     struct Entry {
         var mountpoint: String
         var source: String
         var fsType: String
+        /// FUSE's user_id= super option: the uid that made the mount.
+        var ownerUID: UInt32?
     }
 
     let entries: [Entry]
@@ -16,7 +24,9 @@ struct MountTable {
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: " ", omittingEmptySubsequences: false)
             guard let dash = parts.firstIndex(of: "-"), parts.count > dash + 2, parts.count > 4 else { continue }
-            out.append(Entry(mountpoint: unescape(String(parts[4])), source: unescape(String(parts[dash + 2])), fsType: String(parts[dash + 1])))
+            let options = parts.count > dash + 3 ? parts[dash + 3].split(separator: ",") : []
+            let owner = options.first { $0.hasPrefix("user_id=") }.flatMap { UInt32($0.dropFirst("user_id=".count)) }
+            out.append(Entry(mountpoint: unescape(String(parts[4])), source: unescape(String(parts[dash + 2])), fsType: String(parts[dash + 1]), ownerUID: owner))
         }
         return MountTable(entries: out)
     }
@@ -28,7 +38,9 @@ struct MountTable {
     }
 
     func mountpoints(ofStore root: String) -> [String] {
-        entries.filter { $0.fsType == "fuse.kmsfs" && $0.source == root }.map(\.mountpoint)
+        var st = stat()
+        guard stat(root, &st) == 0, StoreLock.isHeld(root + "/lock") else { return [] }
+        return entries.filter { $0.fsType == "fuse.kmsfs" && $0.source == root && ($0.ownerUID == st.st_uid || $0.ownerUID == 0) }.map(\.mountpoint)
     }
 
     func entry(at mountpoint: String) -> Entry? {

@@ -1,6 +1,32 @@
 import Foundation
 import Testing
 
+/// An unprivileged FUSE mount opens /dev/fuse itself (Debian's default mode
+/// is 0666; this machine's may be 0600): opened to all while any test needs it.
+enum FuseDevice {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var users = 0
+    nonisolated(unsafe) private static var savedMode: mode_t = 0o600
+
+    static func openToAll(_ body: () throws -> Void) throws {
+        lock.withLock {
+            if users == 0 {
+                var st = stat()
+                if stat("/dev/fuse", &st) == 0 { savedMode = st.st_mode & 0o7777 }
+                chmod("/dev/fuse", 0o666)
+            }
+            users += 1
+        }
+        defer {
+            lock.withLock {
+                users -= 1
+                if users == 0 { chmod("/dev/fuse", savedMode) }
+            }
+        }
+        try body()
+    }
+}
+
 /// The mount daemon holds the working keys for as long as the mount lives:
 /// its environment, memory and crash output must give nothing away, even to
 /// processes of its own uid, and no value a metadata row holds may crash it.
@@ -18,12 +44,7 @@ import Testing
 
     @Test func daemonEnvironmentAndMemoryAreClosedEvenToItsOwnUser() throws {
         guard Harness.fuseAvailable() else { return }
-        // An unprivileged mount opens /dev/fuse itself first (Debian's default mode is 0666).
-        var st = stat()
-        #expect(stat("/dev/fuse", &st) == 0)
-        let mode = st.st_mode & 0o7777
-        chmod("/dev/fuse", 0o666)
-        defer { chmod("/dev/fuse", mode) }
+        try FuseDevice.openToAll {
         let box = try Sandbox()
         chmod(box.root, 0o755)
         let home = try box.directory("nobody-home"), mnt = try box.directory("nobody-mnt")
@@ -54,6 +75,7 @@ import Testing
         let attach = try asNobody("python3 -c 'import ctypes,sys; l=ctypes.CDLL(None); sys.exit(0 if l.ptrace(16, \(pid), 0, 0) == 0 else 1)'")
         #expect(attach.status == 1, "nobody could ptrace-attach to its daemon")
         #expect(try asNobody("echo ok > \(mnt)/f && cat \(mnt)/f").stdout == "ok\n", "the mount itself works for its owner")
+        }
     }
 
     @Test func aCrashedDaemonLogsASymbolicBacktraceOnly() throws {
