@@ -10,6 +10,7 @@ public final class FilesystemKeys: Sendable {
     static let xtsInfo = "kmsfs v1 data key AES-256-XTS"
     static let nameInfo = "kmsfs v1 name key AES-256-SIV"
     static let checkInfo = "kmsfs v1 key check value"
+    static let boundCheckInfo = "kmsfs v1 key check value bound to the filesystem UUID"
 
     /// Encrypts and decrypts file contents.
     public let data: XTSCipher
@@ -18,14 +19,19 @@ public final class FilesystemKeys: Sendable {
     /// A value that proves the master secret is the right one without revealing it.
     public let keyCheckValue: [UInt8]
 
-    /// Derives every subkey from `masterSecret`.
-    public init(masterSecret: SecretBytes) throws {
+    /// Derives every subkey from `masterSecret`. With `boundTo`, the
+    /// key-check value also depends on the filesystem's UUID (HKDF salt), so a
+    /// master secret moved into another filesystem's superblock fails the
+    /// check whatever the KMS said; nil keeps the original derivation, for
+    /// superblocks without the bound-key-check feature.
+    public init(masterSecret: SecretBytes, boundTo uuid: [UInt8]? = nil) throws {
         guard masterSecret.count == Self.masterSecretByteCount else {
             throw BlockCipherError.badKeyLength(expected: Self.masterSecretByteCount, actual: masterSecret.count)
         }
         data = try XTSCipher(key: HKDF.deriveSHA256(secret: masterSecret, salt: [], info: Self.xtsInfo, length: XTSCipher.keyByteCount))
         names = try NameCipher(key: HKDF.deriveSHA256(secret: masterSecret, salt: [], info: Self.nameInfo, length: NameCipher.keyByteCount))
-        let check = try HKDF.deriveSHA256(secret: masterSecret, salt: [], info: Self.checkInfo, length: Self.keyCheckByteCount)
+        let check = try uuid.map { try HKDF.deriveSHA256(secret: masterSecret, salt: $0, info: Self.boundCheckInfo, length: Self.keyCheckByteCount) }
+            ?? HKDF.deriveSHA256(secret: masterSecret, salt: [], info: Self.checkInfo, length: Self.keyCheckByteCount)
         keyCheckValue = check.withUnsafeBytes { Array($0) }
     }
 

@@ -54,6 +54,17 @@ public struct Superblock: Sendable, Equatable {
         return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
     }
 
+    /// The UUID the key-check value is bound to, or nil for a superblock made
+    /// before that feature (its value derives from the master secret alone).
+    public var keyCheckBinding: [UInt8]? { incompatFeatures & SuperblockLayout.incompatBoundKeyCheck != 0 ? uuid : nil }
+
+    /// A new filesystem's superblock: the key-check value is bound to `uuid`.
+    public static func bound(uuid: [UInt8], createdAt: UInt64, keyCheckValue: [UInt8], kms: StoredKMSReference, wrappedKey: [UInt8]) -> Superblock {
+        var sb = Superblock(uuid: uuid, createdAt: createdAt, keyCheckValue: keyCheckValue, kms: kms, wrappedKey: wrappedKey)
+        sb.incompatFeatures |= SuperblockLayout.incompatBoundKeyCheck
+        return sb
+    }
+
     /// Whether unknown read-only-compatible features force a read-only mount.
     public var requiresReadOnly: Bool { roCompatFeatures & ~SuperblockLayout.knownRoCompat != 0 }
 }

@@ -31,7 +31,11 @@ enum SuperblockLayout {
 
     /// Cipher id 1: AES-256-XTS data, AES-256-SIV names, HKDF-SHA256 subkeys.
     static let cipherXTSSIV: UInt16 = 1
-    /// Feature bits this version understands (none yet).
-    static let knownIncompat: UInt32 = 0
+    /// Incompatible feature 0x1: the key-check value is derived with the
+    /// filesystem UUID as HKDF salt (docs/FORMAT.md "Key hierarchy"). A kmsfs
+    /// that does not know it would report every key as wrong, so it must refuse.
+    static let incompatBoundKeyCheck: UInt32 = 0x1
+    /// Feature bits this version understands.
+    static let knownIncompat: UInt32 = incompatBoundKeyCheck
     static let knownRoCompat: UInt32 = 0
 }

@@ -12,10 +12,10 @@ enum FilesystemCreator {
     static func create(store: StorePaths, manager: any KeyManager) throws -> Superblock {
         let uuid = try newUUID()
         let master = try FilesystemKeys.newMasterSecret()
-        let keys = try FilesystemKeys(masterSecret: master)
+        let keys = try FilesystemKeys(masterSecret: master, boundTo: uuid)
         let wrapped = try master.withUnsafeBytes { try manager.wrap(KeyMaterial(copying: $0), context: WrapContext(filesystemUUID: uuid)) }
         let reference = manager.reference
-        let superblock = Superblock(uuid: uuid, createdAt: UInt64(time(nil)), keyCheckValue: keys.keyCheckValue,
+        let superblock = Superblock.bound(uuid: uuid, createdAt: UInt64(time(nil)), keyCheckValue: keys.keyCheckValue,
                                     kms: StoredKMSReference(type: reference.type.rawValue, address: reference.address,
                                                             keyIdentifier: wrapped.keyIdentifier, keyVersion: wrapped.keyVersion),
                                     wrappedKey: wrapped.encoded())

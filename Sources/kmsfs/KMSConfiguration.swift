@@ -25,6 +25,12 @@ struct KMSConfiguration: Codable, Equatable {
     var profile: String?
     /// AWS credentials, sealed like the token; only with `set aws --store-credentials`.
     var sealedCredentials: String?
+    /// KMIP: the key UIDs this home used before `kms rewrap --new-key-uid`
+    /// (older snapshot bundles are wrapped with them).
+    var previousKeyIdentifiers: [String]?
+
+    /// The configured key and the ones it replaced.
+    var knownKeyIdentifiers: Set<String> { Set([keyIdentifier] + (previousKeyIdentifiers ?? [])) }
 
     static let local = KMSConfiguration(type: .local, address: "", keyIdentifier: "keyfile")
 

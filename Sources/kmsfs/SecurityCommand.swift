@@ -258,7 +258,10 @@ struct KMSCommand: ParsableCommand {
                 default: break
                 }
                 let manager = try config.keyManager(home: home)
-                if let newKeyUid { config.keyIdentifier = newKeyUid }
+                if let newKeyUid, newKeyUid != config.keyIdentifier {
+                    config.previousKeyIdentifiers = (config.previousKeyIdentifiers ?? []).filter { $0 != newKeyUid } + [config.keyIdentifier]
+                    config.keyIdentifier = newKeyUid
+                }
                 let target = newKeyUid == nil ? manager : try config.keyManager(home: home)
                 var rewrap = KeyRewrap(home: home)
                 for fs in try rewrap.filesystems() where fs.envelope.provider == config.type {

@@ -20,6 +20,12 @@ enum Unlock {
             guard config.type == envelope.provider else {
                 throw KeyVaultError.providerMismatch(envelope: "\(envelope.provider.rawValue) key '\(envelope.keyIdentifier)'", configured: config.summary)
             }
+            // KMIP decrypts with the key the envelope names, and its CBC envelope carries no
+            // authentication: only keys this home configured (now or before a rewrap) may be asked.
+            if config.type == .kmip, !config.knownKeyIdentifiers.contains(envelope.keyIdentifier) {
+                throw KeyVaultError.providerMismatch(envelope: "kmip key '\(envelope.keyIdentifier)', which this home never configured",
+                                                     configured: config.summary + " (earlier keys: \(config.previousKeyIdentifiers?.joined(separator: ", ") ?? "none"))")
+            }
             return try config.keyManager(home: home)
         }
     }
@@ -44,7 +50,7 @@ enum Unlock {
     /// Derives the subkeys from an unwrapped master and checks the key-check value.
     static func keys(from material: KeyMaterial, superblock: Superblock) throws -> FilesystemKeys {
         let master = material.withUnsafeBytes { SecretBytes(copying: $0) }
-        let keys = try FilesystemKeys(masterSecret: master)
+        let keys = try FilesystemKeys(masterSecret: master, boundTo: superblock.keyCheckBinding)
         let check = SecretBytes(copying: keys.keyCheckValue)
         guard check.constantTimeEquals(superblock.keyCheckValue) else {
             throw UserFacingError("the unwrapped key does not match this filesystem's key-check value (wrong key for filesystem \(superblock.uuidString))",

@@ -30,6 +30,20 @@ struct KeyDerivationTests {
         #expect(try a.names.seal([1, 2], associatedData: []) == b.names.seal([1, 2], associatedData: []))
     }
 
+    @Test("a bound key-check value depends on the filesystem UUID; the unbound one keeps its old derivation")
+    func boundKeyCheck() throws {
+        let raw = try SecureRandom.bytes(32)
+        let uuidA = try SecureRandom.bytes(16), uuidB = try SecureRandom.bytes(16)
+        let a = try FilesystemKeys(masterSecret: SecretBytes(copying: raw), boundTo: uuidA)
+        let b = try FilesystemKeys(masterSecret: SecretBytes(copying: raw), boundTo: uuidB)
+        let unbound = try FilesystemKeys(masterSecret: SecretBytes(copying: raw))
+        #expect(a.keyCheckValue != b.keyCheckValue, "the same master under another filesystem's UUID must fail the check")
+        #expect(a.keyCheckValue != unbound.keyCheckValue)
+        let legacy = try HKDF.deriveSHA256(secret: SecretBytes(copying: raw), salt: [], info: "kmsfs v1 key check value", length: 32)
+        legacy.withUnsafeBytes { #expect(Array($0) == unbound.keyCheckValue, "superblocks made before the binding still check") }
+        #expect(try a.names.seal([1], associatedData: []) == unbound.names.seal([1], associatedData: []), "only the check value changes")
+    }
+
     @Test("SHA-256 of 'abc' (FIPS 180-2)")
     func sha256() {
         #expect(SHA256.hash(Array("abc".utf8)).hexString == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

@@ -48,6 +48,14 @@ import Testing
         let rewrapped = try box.kmsfs("snapshot", "rewrap", bundle)
         #expect(rewrapped.status == 0 && rewrapped.stdout.contains("kmip \(uid)") && rewrapped.stdout.contains("-> kmip \(second)"),
                 "snapshot rewrap: \(rewrapped.stdout) \(rewrapped.stderr)")
+        // A home that only ever knew the second key does not ask the KMS to decrypt with another
+        // key just because an envelope names it (the client certificate may reach several keys).
+        let other = try Sandbox()
+        let otherSet = try other.kmsfs(["security", "kms", "set", "kmip", kmip.address, second] + kmip.tlsArguments)
+        try #require(otherSet.status == 0, "set: \(otherSet.stderr)")
+        let foreign = try other.kmsfs("snapshot", "import", kept, "foreign")
+        #expect(foreign.status == 78 && foreign.stderr.contains("never configured") && foreign.stderr.contains(uid),
+                "an envelope naming an unconfigured KMIP key: \(foreign.status) \(foreign.stderr)")
         try kmip.admin("revoke", uid)
         let after = try box.kmsfs("snapshot", "import", bundle, "after")
         #expect(after.status == 0, "the rewrapped bundle after the old key was revoked: \(after.stderr)")

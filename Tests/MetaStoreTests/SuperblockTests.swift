@@ -38,6 +38,19 @@ struct SuperblockTests {
         #expect(try SuperblockFile.read(path).generation == 1)
     }
 
+    @Test("a new superblock binds its key-check value to its UUID (incompatible feature 0x1); an old one does not")
+    func boundKeyCheckFeature() throws {
+        let old = sampleSuperblock()
+        let new = Superblock.bound(uuid: old.uuid, createdAt: old.createdAt, keyCheckValue: old.keyCheckValue, kms: old.kms, wrappedKey: old.wrappedKey)
+        let path = tempPath("bound")
+        try SuperblockFile.create(new, at: path)
+        let read = try SuperblockFile.read(path)
+        #expect(read.incompatFeatures == 0x1 && read.keyCheckBinding == old.uuid)
+        #expect(old.keyCheckBinding == nil)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(bytes[12] == 0x1, "the feature word at offset 12 (a kmsfs that does not know it refuses the store)")
+    }
+
     @Test("fresh superblock layout: magic, version, lengths and checksum at the documented offsets")
     func layout() throws {
         let slot = try sampleSuperblock().encodeSlot()
