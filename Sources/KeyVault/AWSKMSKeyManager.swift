@@ -11,6 +11,8 @@ public struct AWSKMSSettings: Sendable {
     public var credentials: AWSCredentials
     public var caFile: String?
     public var retry: RetryPolicy
+    /// Allow an http:// endpoint that is not a loopback address.
+    public var allowPlainHTTP = false
 
     public init(endpoint: String, region: String, keyID: String, credentials: AWSCredentials, caFile: String? = nil, retry: RetryPolicy = .standard) {
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
@@ -46,7 +48,7 @@ public struct AWSKMSKeyManager: KeyManager {
     public init(settings: AWSKMSSettings) {
         self.settings = settings
         // KMS answers are small JSON objects: 1 MiB is far above any of them.
-        http = HTTPClient(tls: TLSOptions(caFile: settings.caFile), connectTimeout: settings.retry.connectTimeout,
+        http = HTTPClient(tls: TLSOptions(caFile: settings.caFile, allowPlainHTTP: settings.allowPlainHTTP), connectTimeout: settings.retry.connectTimeout,
                           totalTimeout: settings.retry.requestTimeout, maxResponseBytes: HTTPClient.smallAnswerBytes)
     }
 

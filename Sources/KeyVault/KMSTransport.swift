@@ -69,6 +69,7 @@ extension TransportError {
     func keyVaultError(provider: String, address: String, caHint: String) -> KeyVaultError {
         switch kind {
         case .tls: return .tls(provider: provider, address: address, reason: "\(message); \(caHint)")
+        case .plainHTTP: return .tls(provider: provider, address: address, reason: message)
         case .responseTooLarge: return .kmsError(provider: provider, reason: "\(address) sent an oversized answer: \(message)")
         default: return .unreachable(provider: provider, address: address, reason: message)
         }

@@ -16,6 +16,8 @@ public struct VaultSettings: Sendable {
     public var caFile: String?
     public var token: KeyMaterial
     public var retry: RetryPolicy
+    /// Allow an http:// address that is not a loopback address.
+    public var allowPlainHTTP = false
 
     public init(address: String, keyName: String, namespace: String? = nil, transitMount: String = "transit",
                 caFile: String? = nil, token: KeyMaterial, retry: RetryPolicy = .standard) {
@@ -57,7 +59,7 @@ final class VaultClient: @unchecked Sendable {
     init(settings: VaultSettings) {
         self.settings = settings
         // Vault answers are small JSON objects: 1 MiB is far above any of them.
-        http = HTTPClient(tls: TLSOptions(caFile: settings.caFile), connectTimeout: settings.retry.connectTimeout,
+        http = HTTPClient(tls: TLSOptions(caFile: settings.caFile, allowPlainHTTP: settings.allowPlainHTTP), connectTimeout: settings.retry.connectTimeout,
                           totalTimeout: settings.retry.requestTimeout, maxResponseBytes: HTTPClient.smallAnswerBytes)
     }
 

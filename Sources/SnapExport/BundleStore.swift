@@ -57,9 +57,9 @@ extension BundleError {
 /// Opens a location given on the command line: `s3://bucket/prefix`, a
 /// single-file bundle (a name ending in `.tar`, or any existing regular
 /// file), or a local directory.
-public func openBundleStore(_ location: String, endpointURL: String?, profile: String?, create: Bool) throws -> any BundleStore {
+public func openBundleStore(_ location: String, endpointURL: String?, profile: String?, insecureHTTP: Bool = false, create: Bool) throws -> any BundleStore {
     if location.hasPrefix("s3://") {
-        return try S3BundleStore(url: location, endpointURL: endpointURL, profile: profile)
+        return try S3BundleStore(url: location, endpointURL: endpointURL, profile: profile, insecureHTTP: insecureHTTP)
     }
     guard endpointURL == nil else { throw BundleError.usage("--endpoint-url is only for s3:// locations") }
     var st = stat()

@@ -17,7 +17,7 @@ public final class S3BundleStore: BundleStore {
     let endpoint: (scheme: String, host: String)
     let region: String
     let credentials: AWSCredentials
-    let http = HTTPClient(connectTimeout: 5, totalTimeout: 600)
+    let http: HTTPClient
     let retry: RetryPolicy
     /// Objects larger than this are sent with multipart upload, in parts of `partSize`.
     public var multipartThreshold = 16 << 20
@@ -34,7 +34,9 @@ public final class S3BundleStore: BundleStore {
     public private(set) var multipartUploads = 0
     public let location: String
 
-    public init(url: String, endpointURL: String?, profile: String?, environment: [String: String] = ProcessEnvironment.current) throws {
+    /// - Parameter insecureHTTP: allow an http:// endpoint that is not a loopback address.
+    public init(url: String, endpointURL: String?, profile: String?, insecureHTTP: Bool = false,
+                environment: [String: String] = ProcessEnvironment.current) throws {
         let rest = url.dropFirst("s3://".count)
         let bucket = String(rest.prefix { $0 != "/" })
         guard !bucket.isEmpty else { throw BundleError.usage("\(url): expected s3://bucket/prefix") }
@@ -51,6 +53,10 @@ public final class S3BundleStore: BundleStore {
             throw BundleError.usage("bad --endpoint-url \(resolved): expected http(s)://host[:port]")
         }
         endpoint = (scheme, components.port.map { "\(host):\($0)" } ?? host)
+        if let refused = PlainHTTPPolicy.refusedHost(resolved, allowPlainHTTP: insecureHTTP) {
+            throw BundleError.usage("refusing plain http:// to \(refused): S3 requests carry signed credentials; use https, or --insecure-http")
+        }
+        http = HTTPClient(tls: TLSOptions(allowPlainHTTP: insecureHTTP), connectTimeout: 5, totalTimeout: 600)
         do { credentials = try AWSCredentialSource.resolve(profile: profile, environment: environment) } catch {
             throw BundleError.usage("no AWS credentials for \(url): \(error)")
         }

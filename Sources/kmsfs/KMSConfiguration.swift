@@ -28,6 +28,8 @@ struct KMSConfiguration: Codable, Equatable {
     /// KMIP: the key UIDs this home used before `kms rewrap --new-key-uid`
     /// (older snapshot bundles are wrapped with them).
     var previousKeyIdentifiers: [String]?
+    /// `kms set --insecure-http`: plain http:// to a host that is not a loopback address.
+    var insecureHTTP: Bool?
 
     /// The configured key and the ones it replaced.
     var knownKeyIdentifiers: Set<String> { Set([keyIdentifier] + (previousKeyIdentifiers ?? [])) }
@@ -63,14 +65,17 @@ struct KMSConfiguration: Codable, Equatable {
         case .vault:
             guard let sealedToken else { throw UserFacingError("the vault configuration in \(home.kmsConfig) has no token; run 'kmsfs security kms set' again", exitCode: ExitCodes.badConfig) }
             let token = try TokenSeal.unseal(sealedToken, home: home)
-            return VaultKeyManager(settings: VaultSettings(address: address, keyName: keyIdentifier, namespace: namespace,
-                                                           transitMount: transitMount ?? "transit", caFile: caCert,
-                                                           token: token, retry: Self.retryPolicy()))
+            var settings = VaultSettings(address: address, keyName: keyIdentifier, namespace: namespace, transitMount: transitMount ?? "transit",
+                                         caFile: caCert, token: token, retry: Self.retryPolicy())
+            settings.allowPlainHTTP = insecureHTTP == true
+            return VaultKeyManager(settings: settings)
         case .aws:
             let credentials = try awsCredentials(home: home)
             let endpoint = address.contains("://") ? address : AWSKMSSettings.endpoint(region: address)
-            return AWSKMSKeyManager(settings: AWSKMSSettings(endpoint: endpoint, region: region ?? address, keyID: keyIdentifier,
-                                                             credentials: credentials, caFile: caCert, retry: Self.retryPolicy()))
+            var settings = AWSKMSSettings(endpoint: endpoint, region: region ?? address, keyID: keyIdentifier, credentials: credentials,
+                                          caFile: caCert, retry: Self.retryPolicy())
+            settings.allowPlainHTTP = insecureHTTP == true
+            return AWSKMSKeyManager(settings: settings)
         case .kmip:
             guard let clientCert, let clientKey, let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
                 throw UserFacingError("the kmip configuration in \(home.kmsConfig) is incomplete; run 'kmsfs security kms set' again", exitCode: ExitCodes.badConfig)

@@ -99,6 +99,8 @@ struct KMSCommand: ParsableCommand {
         @Option(help: "AWS region to sign for when ADDRESS is an endpoint URL (aws; default $AWS_REGION or the profile's).") var region: String?
         @Flag(help: "Store the AWS credentials in the home's kms.json, sealed with the local key (aws; by default they are read from the environment or profile at each use).")
         var storeCredentials = false
+        @Flag(help: "Allow a plain http:// ADDRESS that is not a loopback address (the answers carry the master secret; use https).")
+        var insecureHttp = false
 
         func run() throws {
             try userErrors {
@@ -110,9 +112,18 @@ struct KMSCommand: ParsableCommand {
                                                             tokenGiven: fromArguments || envToken != nil, tokenFromArguments: fromArguments,
                                                             namespace: namespace, caCert: caCert, clientCert: clientCert,
                                                             clientKey: clientKey, transitMount: transitMount)
-                if config.type == .vault, let url = URLComponents(string: config.address), url.scheme == "http",
-                   !(url.host.map(isLoopback) ?? false) {
+                if let host = PlainHTTPPolicy.refusedHost(config.address, allowPlainHTTP: false) {
+                    guard insecureHttp else {
+                        throw UserFacingError("refusing plain http:// to \(host): the KMS answers carry the master secret; use https, or --insecure-http",
+                                              exitCode: ExitCodes.usage)
+                    }
+                    config.insecureHTTP = true
                     writeStderr("kmsfs: warning: \(config.address) is plain HTTP: the token and key material cross the network unencrypted\n")
+                }
+                let previous = try KMSConfiguration.load(home)
+                if config.type == .kmip, previous.type == .kmip {
+                    let earlier = previous.knownKeyIdentifiers.subtracting([config.keyIdentifier]).sorted()
+                    config.previousKeyIdentifiers = earlier.isEmpty ? nil : earlier
                 }
                 let token = try readToken(envToken: envToken, type: config.type)
                 if config.type != .aws, profile != nil || region != nil || storeCredentials {
@@ -181,10 +192,6 @@ struct KMSCommand: ParsableCommand {
                 throw UserFacingError("the vault token is empty or has characters a token cannot have", exitCode: ExitCodes.usage)
             }
             return KeyMaterial(consuming: &bytes)
-        }
-
-        private func isLoopback(_ host: String) -> Bool {
-            host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
         }
     }
 

@@ -127,10 +127,12 @@ struct BundleLocationOptions: ParsableArguments {
     var endpointUrl: String?
     @Option(help: "AWS profile for s3:// credentials (default: the standard chain: environment, then the default profile).")
     var profile: String?
+    @Flag(help: "Allow an http:// --endpoint-url that is not a loopback address (requests carry signed credentials).")
+    var insecureHttp = false
     @Flag(help: "Print a JSON summary on stdout (progress goes to a terminal's stderr only).") var json = false
 
     func open(_ location: String, create: Bool) throws -> any BundleStore {
-        try openBundleStore(location, endpointURL: endpointUrl, profile: profile, create: create)
+        try openBundleStore(location, endpointURL: endpointUrl, profile: profile, insecureHTTP: insecureHttp, create: create)
     }
 
     /// Prints `fields` as JSON when --json, else `text`.

@@ -15,6 +15,21 @@ struct CLIContractTests {
         #expect(version.status == 0 && version.stdout.range(of: #"^\d+\.\d+\.\d+"#, options: .regularExpression) != nil)
     }
 
+    @Test("plain http:// to a host that is not a loopback address is refused unless --insecure-http")
+    func plainHTTP() throws {
+        let box = try Sandbox()
+        let token = box.root + "/token"
+        try "s.token".write(toFile: token, atomically: false, encoding: .utf8)
+        let vault = try box.kmsfs("security", "kms", "set", "vault", "http://vault.example.com:8200", "k", "--token-file", token)
+        #expect(vault.status == 64 && vault.stderr.contains("refusing plain http:// to vault.example.com") && vault.stderr.contains("--insecure-http"),
+                "\(vault.status) \(vault.stderr)")
+        let aws = try box.kmsfs("security", "kms", "set", "aws", "http://kms.example.com", "alias/k", env: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"])
+        #expect(aws.status == 64 && aws.stderr.contains("refusing plain http://"), "\(aws.status) \(aws.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: box.home + "/kms.json"), "nothing was configured")
+        let s3 = try box.kmsfs("snapshot", "verify", "s3://bucket/p", "--endpoint-url", "http://s3.example.com", env: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"])
+        #expect(s3.status == 64 && s3.stderr.contains("refusing plain http:// to s3.example.com"), "\(s3.status) \(s3.stderr)")
+    }
+
     @Test("bad arguments exit 64 with a one-line reason")
     func usageErrors() throws {
         let box = try Sandbox()
