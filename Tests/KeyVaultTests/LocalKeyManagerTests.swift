@@ -1,5 +1,5 @@
 import Foundation
-import KeyVault
+@testable import KeyVault
 import Testing
 
 private func tempDir() throws -> String {
@@ -81,8 +81,20 @@ struct LocalKeyManagerTests {
     func hostileCost() throws {
         let good = LocalKeyManager(source: .passphrase(material(Array("pw".utf8))))
         var wrapped = try good.wrap(material(secret), context: context)
-        wrapped.parameters["scrypt"] = [40, 8, 1]
-        #expect(throws: KeyVaultError.malformedEnvelope(reason: "scrypt cost out of bounds")) { try good.unwrap(wrapped, context: context) }
+        #expect(wrapped.parameters["scrypt"] == [17, 8, 1], "new wraps cost N = 2^17, r = 8, p = 1")
+        // 2 GiB (N = 2^20, r = 16) is over the 1 GiB bound; so is an absurd N.
+        for cost: [UInt8] in [[40, 8, 1], [20, 16, 1], [21, 8, 1], [9, 8, 1], [17, 8, 5]] {
+            wrapped.parameters["scrypt"] = cost
+            #expect(throws: KeyVaultError.malformedEnvelope(reason: "scrypt cost out of bounds"), "\(cost)") { try good.unwrap(wrapped, context: context) }
+        }
+    }
+
+    @Test("the scrypt bound is 1 GiB of memory: N = 2^20 with r = 8 is the largest accepted at r = 8")
+    func costBound() {
+        #expect(ScryptParameters(logN: 20, r: 8, p: 1).isAcceptable)
+        #expect(ScryptParameters(logN: 20, r: 8, p: 1).memoryBytes == 1 << 30)
+        #expect(!ScryptParameters(logN: 20, r: 9, p: 1).isAcceptable)
+        #expect(ScryptParameters(logN: 16, r: 8, p: 1).isAcceptable, "envelopes made with the earlier default still open")
     }
 }
 
