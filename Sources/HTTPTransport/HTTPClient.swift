@@ -9,6 +9,8 @@ public struct HTTPRequest: Sendable {
     public var method: String
     public var url: String
     public var headers: [(name: String, value: String)]
+    /// Headers whose values are secrets (sent after `headers`).
+    public var secretHeaders: [SecretHeader] = []
     public var body: [UInt8]
     /// The largest response body accepted, in bytes; nil for the client's limit. Set it where
     /// the expected size is known (a chunk, a range), so a server cannot send more.
@@ -164,9 +166,18 @@ public final class HTTPClient: @unchecked Sendable {
         let sink = ResponseSink(maxBodyBytes: request.maxResponseBytes ?? maxResponseBytes)
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
         for header in request.headers { headerList = curl_slist_append(headerList, "\(header.name): \(header.value)") }
+        for header in request.secretHeaders { headerList = curl_slist_append(headerList, header.line) }
         // curl adds "Expect: 100-continue" to larger POSTs, costing a round trip; servers here do not need it.
         headerList = curl_slist_append(headerList, "Expect:")
-        defer { curl_slist_free_all(headerList) }
+        defer {
+            // curl_slist_append copied each line (tokens, signatures): wipe the copies before freeing them.
+            var node = headerList
+            while let n = node {
+                if let data = n.pointee.data { memset_s_portable(data, strlen(data)) }
+                node = n.pointee.next
+            }
+            curl_slist_free_all(headerList)
+        }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
 
         let code: CURLcode = request.body.withUnsafeBytes { body in

@@ -62,9 +62,23 @@ enum Base64 {
 /// with a backslash is refused rather than half-parsed.
 enum JSONSecretField {
     static func value(named name: String, in json: [UInt8]) -> ArraySlice<UInt8>? {
+        range(named: name, in: json).map { json[$0] }
+    }
+
+    /// Overwrites the value of every `"name":"..."` with '*' in place, so that
+    /// a parser run afterwards (JSONSerialization) never copies the secret.
+    static func redact(named name: String, in json: inout [UInt8]) {
+        var from = 0
+        while let r = range(named: name, in: json, from: from) {
+            for i in r { json[i] = UInt8(ascii: "*") }
+            from = r.upperBound
+        }
+    }
+
+    static func range(named name: String, in json: [UInt8], from: Int = 0) -> Range<Int>? {
         let needle = Array("\"\(name)\"".utf8)
         guard needle.count <= json.count else { return nil }
-        var i = 0
+        var i = from
         while i + needle.count <= json.count {
             if json[i] == needle[0] && json[i..<i + needle.count].elementsEqual(needle) {
                 var j = i + needle.count
@@ -80,7 +94,7 @@ enum JSONSecretField {
                     end += 1
                 }
                 guard end < json.count else { return nil }
-                return json[start..<end]
+                return start..<end
             }
             i += 1
         }

@@ -55,9 +55,12 @@ public struct VaultKeyInfo: Sendable, Equatable {
 final class VaultClient: @unchecked Sendable {
     let settings: VaultSettings
     private let http: HTTPClient
+    /// The token as the one header line it is sent in (wiped when the client goes).
+    private let tokenHeader: SecretHeader
 
     init(settings: VaultSettings) {
         self.settings = settings
+        tokenHeader = settings.token.withUnsafeBytes { SecretHeader(name: "X-Vault-Token", value: $0) }
         // Vault answers are small JSON objects: 1 MiB is far above any of them.
         http = HTTPClient(tls: TLSOptions(caFile: settings.caFile, allowPlainHTTP: settings.allowPlainHTTP), connectTimeout: settings.retry.connectTimeout,
                           totalTimeout: settings.retry.requestTimeout, maxResponseBytes: HTTPClient.smallAnswerBytes)
@@ -73,10 +76,9 @@ final class VaultClient: @unchecked Sendable {
     /// ("read", "update"), for the 403 message. The body is wiped by the caller.
     func call(_ method: String, _ path: String, body: [UInt8] = [], capability: String) throws -> HTTPResponse {
         var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
-        // The header string is a short-lived copy of the token; libcurl copies it again into its list.
-        settings.token.withUnsafeBytes { headers.append(("X-Vault-Token", String(decoding: $0, as: UTF8.self))) }
         if let ns = settings.namespace, !ns.isEmpty { headers.append(("X-Vault-Namespace", ns)) }
-        let request = HTTPRequest(method: method, url: settings.address + "/v1/" + path, headers: headers, body: body)
+        var request = HTTPRequest(method: method, url: settings.address + "/v1/" + path, headers: headers, body: body)
+        request.secretHeaders = [tokenHeader]
         let response = try settings.retry.send(http, provider: "vault", address: settings.address, caHint: caHint, request: { request }) {
             $0.status == 429 || $0.status >= 500 ? "HTTP \($0.status): \(Self.errors(in: $0))" : nil
         }
@@ -113,7 +115,12 @@ final class VaultClient: @unchecked Sendable {
     }
 
     /// The "data" object of a (non-secret) answer.
-    static func data(_ response: HTTPResponse, key: String = "data") throws -> [String: Any] {
+    /// The `key` object of an answer. lookup-self and renew-self answers carry
+    /// the token itself ("id", "client_token"): it is blanked in the body before
+    /// parsing, and the body wiped after, so no String copy of it is made.
+    static func data(_ response: consuming HTTPResponse, key: String = "data") throws -> [String: Any] {
+        for secret in ["id", "client_token"] { JSONSecretField.redact(named: secret, in: &response.body) }
+        defer { response.wipeBody() }
         guard let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
               let data = object[key] as? [String: Any] else {
             throw KeyVaultError.kmsError(provider: "vault", reason: "unexpected answer: \(HTTPResponse.excerpt(response.bodyText))")

@@ -182,10 +182,10 @@ struct KMSCommand: ParsableCommand {
             guard type == .vault else { return nil }
             var bytes: [UInt8]
             if let token { bytes = Array(token.utf8) } else if let tokenFile {
-                guard let data = FileManager.default.contents(atPath: tokenFile) else {
+                guard let data = SecretInput.readSmallFile(tokenFile) else {
                     throw UserFacingError("cannot read token file \(tokenFile)", exitCode: ExitCodes.usage)
                 }
-                bytes = Array(data)
+                bytes = data
             } else { bytes = Array((envToken ?? "").utf8) }
             while let last = bytes.last, last == 0x0a || last == 0x0d || last == 0x20 { bytes.removeLast() }
             guard !bytes.isEmpty, bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
