@@ -73,7 +73,8 @@ public struct SnapshotCatalog: Sendable, Equatable {
         for line in lines {
             let f = line.split(separator: " ", maxSplits: 4)
             guard f.count == 5, let id = UInt32(f[0]), let created = UInt64(f[1]), let limit = UInt64(f[2]),
-                  f[3] == "ok" || f[3] == "deleting", id < next else { throw bad }
+                  f[3] == "ok" || f[3] == "deleting", id < next,
+                  ComponentName.isValid(String(f[4])) else { throw bad }  // a name becomes a bundle key: one safe component
             catalog.snapshots.append(SnapshotInfo(id: id, name: String(f[4]), created: created, fileIDLimit: limit, deleting: f[3] == "deleting"))
         }
         guard zip(catalog.snapshots, catalog.snapshots.dropFirst()).allSatisfy({ $0.id < $1.id }) else { throw bad }

@@ -103,4 +103,13 @@ struct UntrustedMetadataTests {
             #expect(!report.unrepairable.isEmpty && report.repairs.isEmpty, "\(edit): \(report.problems) \(report.repairs)")
         }
     }
+
+    @Test("a snapshot catalog naming a snapshot with a path in it is refused")
+    func catalogNames() throws {
+        let good = "kmsfs-snapshots 1 3\n1 100 5 ok daily\n2 200 9 ok weekly.2\n"
+        #expect(try SnapshotCatalog.parse(good, path: "c").snapshots.map(\.name) == ["daily", "weekly.2"])
+        for name in ["../../manifests/x", "a/b", ".hidden", "-flag", String(repeating: "n", count: 65)] {
+            #expect(throws: MetaStoreError.self, "\(name)") { try SnapshotCatalog.parse("kmsfs-snapshots 1 2\n1 100 5 ok \(name)\n", path: "c") }
+        }
+    }
 }
