@@ -1,4 +1,4 @@
-import CCurl
+internal import CCurl
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -75,33 +75,6 @@ public struct TLSOptions: Sendable, Equatable {
     }
 }
 
-/// KMS answers carry the master secret and every request carries a token or
-/// a signature: plain HTTP only to a loopback address (a local KMS, tests),
-/// or when the user said `--insecure-http`.
-public enum PlainHTTPPolicy {
-    /// Whether `host` (a URL's host, brackets removed) is on this machine.
-    public static func isLoopback(_ host: String) -> Bool {
-        let h = host.lowercased()
-        if h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1" { return true }
-        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
-    }
-
-    /// The host of an http:// URL that the policy refuses, or nil when allowed.
-    public static func refusedHost(_ url: String, allowPlainHTTP: Bool) -> String? {
-        guard !allowPlainHTTP, url.lowercased().hasPrefix("http://") else { return nil }
-        var rest = url.dropFirst("http://".count)
-        if let at = rest.firstIndex(of: "@"), at < (rest.firstIndex(of: "/") ?? rest.endIndex) { rest = rest[rest.index(after: at)...] }
-        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        let host: Substring
-        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
-            host = authority[authority.index(after: authority.startIndex)..<close]
-        } else {
-            host = authority.prefix { $0 != ":" }
-        }
-        return isLoopback(String(host)) ? nil : String(host)
-    }
-}
 
 /// Why a request got no HTTP answer at all.
 public struct TransportError: Error, CustomStringConvertible, Sendable {
@@ -158,7 +131,8 @@ public final class HTTPClient: @unchecked Sendable {
 
     /// Sends one request and waits for the whole response.
     public func send(_ request: HTTPRequest) throws -> HTTPResponse {
-        if let host = PlainHTTPPolicy.refusedHost(request.url, allowPlainHTTP: tls.allowPlainHTTP) {
+        let destination = PlainHTTPPolicy.Destination(request.url)
+        if let host = destination.refusedHost(allowPlainHTTP: tls.allowPlainHTTP) {
             throw TransportError(kind: .plainHTTP, message: "refusing plain http:// to \(host): keys and credentials go only over https or to a loopback address (--insecure-http overrides)")
         }
         lock.lock(); defer { lock.unlock() }
@@ -185,7 +159,8 @@ public final class HTTPClient: @unchecked Sendable {
                 CCurl_setopt_string(handle, CURLOPT_URL, request.url)
                 CCurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
                 CCurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
-                CCurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
+                // What the policy allowed, as libcurl itself parses the URL: https only unless plain HTTP is allowed there.
+                CCurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, destination.permitsPlain(allowPlainHTTP: tls.allowPlainHTTP) ? "http,https" : "https")
                 CCurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(connectTimeout * 1000))
                 CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(totalTimeout * 1000))
                 // TLS 1.2 at least, whatever the system's OpenSSL configuration allows.

@@ -1,10 +1,10 @@
 /// Base64 (RFC 4648, standard alphabet, padded) on byte arrays. Foundation's
 /// version goes through Data and String, leaving copies of a key we cannot
 /// wipe; these work in place on arrays the caller wipes.
-enum Base64 {
+public enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    static func encode<Bytes: Collection>(_ input: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+    public static func encode<Bytes: Collection>(_ input: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         var out = [UInt8]()
         out.reserveCapacity((input.count + 2) / 3 * 4)
         var iterator = input.makeIterator()
@@ -23,7 +23,7 @@ enum Base64 {
     }
 
     /// Decodes; nil on any character outside the alphabet or bad padding.
-    static func decode<Bytes: Collection>(_ input: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
+    public static func decode<Bytes: Collection>(_ input: Bytes) -> [UInt8]? where Bytes.Element == UInt8 {
         guard input.count % 4 == 0 else { return nil }
         var out = [UInt8]()
         out.reserveCapacity(input.count / 4 * 3)

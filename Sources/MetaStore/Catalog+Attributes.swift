@@ -54,6 +54,8 @@ extension Catalog {
             SELECT e.id, e.name, \(MetadataSchema.inodeColumnsOfI) FROM entries e JOIN inodes i ON i.ino = e.ino
             WHERE e.parent = ? AND e.id > ? ORDER BY e.id LIMIT ?
             """, [.int(Int64(ino.rawValue)), .int(max(0, cookie - 2)), .int(Int64(limit))]) { row in
+            // The id is the readdir cookie (id + 2) and is not covered by the name's SIV tag.
+            guard (1..<InodeAttributes.maxInodeNumber).contains(row.int(0)) else { throw MetaStoreError.corruptRecord(what: "directory entry \(row.int(0)) in inode \(ino)") }
             rows.append((row.int(0), row.blob(1), try Self.decode(row, from: 2)))
         }
         for (id, sealed, stored) in rows {

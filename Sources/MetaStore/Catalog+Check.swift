@@ -44,7 +44,7 @@ extension Catalog {
             report.problems.append("the metadata \(problem)")
             // Raised by a random 2^32..2^40 (as import does): numbers handed out
             // before the counter went back must not come again.
-            counterRaise = UInt64(highestIno) + UInt64.random(in: (1 << 32)..<(1 << 40))
+            counterRaise = min(UInt64(max(highestIno, 1)) + UInt64.random(in: (1 << 32)..<(1 << 40)), UInt64(InodeAttributes.maxInodeNumber))
         }
         struct Node { var mode: UInt32; var nlink: UInt32 }
         var nodes: [Int64: Node] = [:]

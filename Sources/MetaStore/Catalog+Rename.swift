@@ -58,14 +58,14 @@ extension Catalog {
                     target.nlink = 0
                 } else {
                     guard !target.isDirectory else { throw MetaStoreError.posix(EISDIR) }
-                    target.nlink -= 1
+                    try target.adjustLinks(by: -1)
                 }
                 target.ctime = now
                 try db.query("DELETE FROM entries WHERE parent = ? AND name = ?", [.int(Int64(newParent.rawValue)), .blob(newSealed)])
                 try store(target)
                 if target.isDirectory {
                     var dir = try attributes(newParent)
-                    dir.nlink -= 1
+                    try dir.adjustLinks(by: -1)
                     try store(dir)
                 }
                 replaced = target

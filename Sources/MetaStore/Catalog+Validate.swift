@@ -35,6 +35,7 @@ extension Catalog {
         try add("""
             SELECT id FROM entries WHERE typeof(parent) != 'integer' OR typeof(ino) != 'integer' OR typeof(name) != 'blob'
             OR length(name) > \(NameCipher.overhead + Self.nameMax) OR ino = \(InodeNumber.root.rawValue)
+            OR id < 1 OR id >= \(InodeAttributes.maxInodeNumber)
             """) { "directory entry \($0.int(0)) is malformed" }
         try add("""
             SELECT s.ino FROM symlinks s LEFT JOIN inodes i ON i.ino = s.ino

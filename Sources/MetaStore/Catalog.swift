@@ -39,7 +39,8 @@ final class Catalog: @unchecked Sendable {
 
     /// Why the stored inode counter cannot be trusted, or nil.
     var counterProblem: String? {
-        Int64(bitPattern: nextIno) > highestIno ? nil : "has next inode number \(nextIno), not above its highest inode \(highestIno)"
+        guard nextIno <= UInt64(InodeAttributes.maxInodeNumber) else { return "has next inode number \(nextIno), beyond 2^62" }
+        return Int64(bitPattern: nextIno) > highestIno ? nil : "has next inode number \(nextIno), not above its highest inode \(highestIno)"
     }
 
     /// A write transaction; on rollback the cache is dropped, since it may
@@ -69,7 +70,7 @@ final class Catalog: @unchecked Sendable {
     static func decode(_ row: SQLRow, from c: Int32) throws -> InodeAttributes {
         let ino = row.int(c), mode = row.int(c + 1), nlink = row.int(c + 2), uid = row.int(c + 3), gid = row.int(c + 4)
         let rdev = row.int(c + 5), size = row.int(c + 6), parent = row.int(c + 10)
-        guard ino >= 1, parent >= 1, (0...0o177777).contains(mode), InodeAttributes.validTypes.contains(UInt32(mode) & UInt32(S_IFMT)),
+        guard (1..<InodeAttributes.maxInodeNumber).contains(ino), (1..<InodeAttributes.maxInodeNumber).contains(parent), (0...0o177777).contains(mode), InodeAttributes.validTypes.contains(UInt32(mode) & UInt32(S_IFMT)),
               (0...Int64(UInt32.max)).contains(nlink), (0...Int64(UInt32.max)).contains(uid), (0...Int64(UInt32.max)).contains(gid),
               rdev >= 0, size >= 0
         else { throw MetaStoreError.corruptRecord(what: "inode \(ino) (impossible attribute values)") }
@@ -151,7 +152,7 @@ final class Catalog: @unchecked Sendable {
     func touchDirectory(_ dir: inout InodeAttributes, nlinkDelta: Int32 = 0, now: Timestamp) throws {
         dir.mtime = now
         dir.ctime = now
-        dir.nlink = UInt32(Int64(dir.nlink) + Int64(nlinkDelta))
+        try dir.adjustLinks(by: Int64(nlinkDelta))
         try store(dir)
     }
 
@@ -170,6 +171,7 @@ final class Catalog: @unchecked Sendable {
                 gid = dir.gid
                 if isDir { mode |= UInt32(S_ISGID) }
             }
+            guard nextIno < UInt64(InodeAttributes.maxInodeNumber) else { throw MetaStoreError.posix(ENOSPC) }  // no numbers left
             let ino = InodeNumber(nextIno)
             let node = InodeAttributes(ino: ino, mode: mode, nlink: isDir ? 2 : 1, uid: uid, gid: gid, rdev: rdev,
                                        size: UInt64(symlinkTarget?.count ?? 0), atime: now, mtime: now, ctime: now, parent: parent)
@@ -203,7 +205,7 @@ final class Catalog: @unchecked Sendable {
             guard try entry(newParent, sealed) == nil else { throw MetaStoreError.posix(EEXIST) }
             let now = Timestamp.now()
             try db.query("INSERT INTO entries(parent, name, ino) VALUES(?,?,?)", [.int(Int64(newParent.rawValue)), .blob(sealed), .int(Int64(ino.rawValue))])
-            node.nlink += 1
+            try node.adjustLinks(by: 1)
             node.ctime = now
             try store(node)
             try touchDirectory(&dir, now: now)
@@ -227,7 +229,7 @@ final class Catalog: @unchecked Sendable {
                 node.nlink = 0
             } else {
                 guard !node.isDirectory else { throw MetaStoreError.posix(EISDIR) }
-                node.nlink -= 1
+                try node.adjustLinks(by: -1)
             }
             node.ctime = now
             try db.query("DELETE FROM entries WHERE parent = ? AND name = ?", [.int(Int64(parent.rawValue)), .blob(sealed)])

@@ -67,6 +67,23 @@ public struct InodeAttributes: Sendable, Equatable {
     /// 512-byte blocks, as st_blocks counts them (data units in use, rounded up).
     public var blocks512: UInt64 { (size + 4095) / 4096 * 8 }
 
+    /// The most links an inode may have (EMLINK above).
+    static let maxLinks = Int64(UInt32.max) - 1
+
+    /// Changes the link count by `delta`. A count that would go below zero is
+    /// a damaged or edited row (EIO), never a trap; above `maxLinks`, EMLINK.
+    mutating func adjustLinks(by delta: Int64) throws {
+        let n = Int64(nlink) + delta
+        guard n >= 0 else { throw MetaStoreError.corruptRecord(what: "inode \(ino) (link count below zero)") }
+        guard n <= Self.maxLinks else { throw MetaStoreError.posix(EMLINK) }
+        nlink = UInt32(n)
+    }
+
+    /// Inode numbers (and so file ids and next_ino) stay below 2^62: far above
+    /// any count a filesystem reaches, and room for import's 2^40 jumps and
+    /// the creation batch without overflowing the stored Int64.
+    static let maxInodeNumber: Int64 = 1 << 62
+
     /// The file types an inode may have (S_IFMT values).
     static let validTypes: Set<UInt32> = [S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK].map { UInt32($0) }.reduce(into: []) { $0.insert($1) }
 }

@@ -174,7 +174,7 @@ public final class MetadataStore: Sendable {
     /// the database at `path` (a snapshot image), in inode order, streaming.
     public static func forEachRegularFile(inImage path: String, _ body: (UInt64, UInt64) throws -> Void) throws {
         let db = try MetadataSchema.open(path, readOnly: true)
-        try db.query("SELECT ino, size FROM inodes WHERE (mode & 61440) = 32768 ORDER BY ino") { row in
+        try db.query("SELECT ino, size FROM inodes WHERE (mode & \(S_IFMT)) = \(S_IFREG) ORDER BY ino") { row in
             try body(UInt64(bitPattern: row.int(0)), UInt64(bitPattern: row.int(1)))
         }
     }
@@ -183,7 +183,7 @@ public final class MetadataStore: Sendable {
     public static func regularFileTotals(inImage path: String) throws -> (files: Int, bytes: UInt64) {
         let db = try MetadataSchema.open(path, readOnly: true)
         var result = (files: 0, bytes: UInt64(0))
-        try db.query("SELECT count(*), coalesce(sum((size + 4095) / 4096 * 4096), 0) FROM inodes WHERE (mode & 61440) = 32768") { row in
+        try db.query("SELECT count(*), coalesce(sum((size + 4095) / 4096 * 4096), 0) FROM inodes WHERE (mode & \(S_IFMT)) = \(S_IFREG)") { row in
             result = (Int(row.int(0)), UInt64(bitPattern: row.int(1)))
         }
         return result
@@ -193,6 +193,9 @@ public final class MetadataStore: Sendable {
     /// caller has the store to itself; reopen the store to use the new value.
     public func advanceInodeNumbers(by offset: UInt64) throws {
         try catalog { c in
+            guard offset < UInt64(InodeAttributes.maxInodeNumber) - c.nextIno else {
+                throw MetaStoreError.untrustedMetadata(path: path, problem: "has no room to move its inode numbers up by \(offset)")
+            }
             try c.transaction {
                 try c.db.query("UPDATE meta SET value = value + ? WHERE key = 'next_ino'", [.int(Int64(offset))])
             }

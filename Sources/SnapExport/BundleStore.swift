@@ -169,9 +169,8 @@ public final class LocalBundleStore: BundleStore {
     public func put(_ key: String, bytes: UnsafeRawBufferPointer, sha256: [UInt8]) throws {
         let target = path(key)
         try makeParent(target)
-        let temporary = target + ".tmp.\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw BundleError.io("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        let temporary = Self.temporaryName(for: target)
+        let fd = try createExclusive(temporary)
         do { try writeFully(fd, bytes, at: 0, path: temporary) } catch {
             close(fd)
             unlink(temporary)
@@ -188,8 +187,8 @@ public final class LocalBundleStore: BundleStore {
         let target = path(key)
         try makeParent(target)
         try sync()
-        let temporary = target + ".tmp.\(getpid())"
-        let copied = try copyFile(from: source, to: temporary)
+        let temporary = Self.temporaryName(for: target)
+        let copied = try copyFile(from: source, to: temporary, exclusive: true)
         do { try syncFileAndRename(temporary, to: target) } catch { unlink(temporary); throw error }
         bytesSent += copied
     }
@@ -233,10 +232,25 @@ public final class LocalBundleStore: BundleStore {
         return names.map { directory.isEmpty ? $0 : directory + "/" + $0 }.filter { $0.hasPrefix(prefix) && !$0.contains(".tmp.") }.sorted()
     }
 
+    /// A temporary name beside `target` that nobody can predict (`list` skips `.tmp.` names);
+    /// it is created O_EXCL|O_NOFOLLOW, so a planted file or symlink there fails the put.
+    static func temporaryName(for target: String) -> String {
+        target + ".tmp." + String(format16Hex: UInt64.random(in: 0...UInt64.max))
+    }
+
+    /// Creates the directories between the bundle root and `target`, each a
+    /// real directory: a symlink planted as `chunks/ab` would send chunks elsewhere.
     private func makeParent(_ target: String) throws {
-        let parent = String(target[..<target.lastIndex(of: "/")!])
-        do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]) } catch {
-            throw BundleError.io("cannot create \(parent): \(error.localizedDescription)")
+        var directory = root
+        for component in target.dropFirst(root.count + 1).split(separator: "/").dropLast() {
+            directory += "/" + component
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+                throw BundleError.io("cannot create \(directory): \(String(cString: strerror(errno)))")
+            }
+            var st = stat()
+            guard lstat(directory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+                throw BundleError.corrupt("\(directory) is not a directory (a symbolic link?), which a bundle never holds")
+            }
         }
     }
 }

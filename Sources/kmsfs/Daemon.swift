@@ -34,6 +34,8 @@ enum Daemon {
         try process.run()
         try? pipe.fileHandleForWriting.close()
         try? secretPipe.fileHandleForReading.close()
+        // A child that dies before reading must not kill us with SIGPIPE: its error line matters.
+        signal(SIGPIPE, SIG_IGN)
         var secrets = DaemonLaunch.secrets(from: parent)
         secrets.withUnsafeBytes { raw in
             var sent = 0

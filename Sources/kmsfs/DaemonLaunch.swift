@@ -36,12 +36,18 @@ enum DaemonLaunch {
     }
 
     /// The secret variables of `parent`, encoded for the daemon's stdin: one
-    /// `NAME BASE64` line each.
+    /// `NAME BASE64` line each, built in byte arrays that are wiped (the
+    /// environment's own Strings cannot be).
     static func secrets(from parent: [String: String]) -> [UInt8] {
         var out: [UInt8] = []
+        out.reserveCapacity(16 << 10)  // no reallocation, so no stray unwiped copy
         for name in ProcessEnvironment.secretNames.sorted() {
             guard let value = parent[name], !value.isEmpty else { continue }
-            out += Array("\(name) \(Data(value.utf8).base64EncodedString())\n".utf8)
+            var raw = Array(value.utf8)
+            var encoded = Base64.encode(raw)
+            out += Array(name.utf8) + [0x20] + encoded + [0x0a]
+            wipe(&raw)
+            wipe(&encoded)
         }
         return out
     }
@@ -60,8 +66,10 @@ enum DaemonLaunch {
         var secrets: [String: String] = [:]
         for line in bytes.split(separator: 0x0a) {
             let parts = line.split(separator: 0x20, maxSplits: 1)
-            guard parts.count == 2, let value = Data(base64Encoded: Data(parts[1])) else { continue }
+            guard parts.count == 2, var value = Base64.decode(parts[1]) else { continue }
+            // The consumers (AWS signing, the passphrase reader) take Strings: that copy stays.
             secrets[String(decoding: parts[0], as: UTF8.self)] = String(decoding: value, as: UTF8.self)
+            wipe(&value)
         }
         wipe(&bytes)
         wipe(&buffer)

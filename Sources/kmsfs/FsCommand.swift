@@ -99,8 +99,9 @@ struct FsCommand: ParsableCommand {
                 let store = homeOptions.resolved.store(name)
                 guard FileManager.default.fileExists(atPath: store.superblock) else { throw MetaStoreError.storeNotFound(path: store.root) }
                 let table = MountTable.current()
+                let snapshots = SnapshotManager(store: store)
                 let mounted = table.mountpoints(ofStore: store.root)
-                    + table.entries.filter { $0.fsType == "fuse.kmsfs" && $0.source.hasPrefix(store.root + "@") }.map(\.mountpoint)
+                    + ((try? snapshots.list()) ?? []).flatMap { table.viewMountpoints(ofStore: store.root, snapshot: $0.name, lock: snapshots.paths.lock($0)) }
                 guard mounted.isEmpty else {
                     throw UserFacingError("filesystem \(name) (or a snapshot of it) is mounted at \(mounted.joined(separator: ", "))", hint: "kmsfs umount \(mounted[0])", exitCode: ExitCodes.usage)
                 }

@@ -27,7 +27,7 @@ struct FsckCommand: ParsableCommand {
             let home = homeOptions.resolved
             let store = home.store(name)
             guard FileManager.default.fileExists(atPath: store.superblock) else { throw MetaStoreError.storeNotFound(path: store.root) }
-            guard let lock = StoreLock(path: store.root + "/lock", timeout: 0) else {
+            guard let lock = StoreLock(path: store.root + "/lock", timeout: 0.3) else {  // isHeld probes take it for an instant
                 throw UserFacingError("filesystem \(name) is mounted or in use; unmount it first", exitCode: ExitCodes.usage)
             }
             // The superblock (checksummed copies) and the key: Unlock refuses a damaged one or a wrong key.

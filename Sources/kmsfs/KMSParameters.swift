@@ -20,7 +20,8 @@ enum KMSParameters {
         switch type {
         case .vault:
             guard let url = URLComponents(string: address), let scheme = url.scheme, ["http", "https"].contains(scheme),
-                  let host = url.host, !host.isEmpty, url.path.isEmpty || url.path == "/", url.query == nil else {
+                  let host = url.host, !host.isEmpty, url.path.isEmpty || url.path == "/", url.query == nil,
+                  url.fragment == nil, url.user == nil, url.password == nil, !address.contains("@") else {
                 throw usage("vault address must be a URL such as https://vault.example.com:8200, not '\(address)'")
             }
             guard tokenGiven else { throw usage("--token (or --token-file, or $VAULT_TOKEN) is mandatory for vault") }
@@ -73,7 +74,8 @@ enum KMSParameters {
     static func validateAWS(address: String, keyIdentifier: String) throws {
         let isRegion = address.range(of: #"^[a-z]{2}(-[a-z]+)+-[0-9]+$"#, options: .regularExpression) != nil
         let url = URLComponents(string: address)
-        let isURL = url.map { ["http", "https"].contains($0.scheme ?? "") && !($0.host ?? "").isEmpty } ?? false
+        let isURL = url.map { ["http", "https"].contains($0.scheme ?? "") && !($0.host ?? "").isEmpty && $0.fragment == nil && $0.query == nil } ?? false
+            && !address.contains("@")
         guard isRegion || isURL else {
             throw UserFacingError("aws address must be a region (us-east-1) or an endpoint URL (https://kms.us-east-1.amazonaws.com), not '\(address)'", exitCode: ExitCodes.usage)
         }

@@ -37,10 +37,20 @@ struct MountTable {
             .replacingOccurrences(of: "\\012", with: "\n").replacingOccurrences(of: "\\134", with: "\\")
     }
 
+    /// Where the store at `root` is mounted (its daemon holds `<root>/lock`).
     func mountpoints(ofStore root: String) -> [String] {
+        mountpoints(source: root, storeRoot: root, lock: root + "/lock")
+    }
+
+    /// Where snapshot `name` of the store is mounted as a view (a view holds the snapshot's lock).
+    func viewMountpoints(ofStore root: String, snapshot name: String, lock: String) -> [String] {
+        mountpoints(source: root + "@" + name, storeRoot: root, lock: lock)
+    }
+
+    private func mountpoints(source: String, storeRoot: String, lock: String) -> [String] {
         var st = stat()
-        guard stat(root, &st) == 0, StoreLock.isHeld(root + "/lock") else { return [] }
-        return entries.filter { $0.fsType == "fuse.kmsfs" && $0.source == root && ($0.ownerUID == st.st_uid || $0.ownerUID == 0) }.map(\.mountpoint)
+        guard stat(storeRoot, &st) == 0, StoreLock.isHeld(lock) else { return [] }
+        return entries.filter { $0.fsType == "fuse.kmsfs" && $0.source == source && ($0.ownerUID == st.st_uid || $0.ownerUID == 0) }.map(\.mountpoint)
     }
 
     func entry(at mountpoint: String) -> Entry? {

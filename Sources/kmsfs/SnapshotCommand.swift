@@ -62,7 +62,7 @@ struct SnapshotCommand: ParsableCommand {
                     [
                         "name": s.name, "id": Int(s.id), "created": Self.iso(s.created), "createdUnix": Int(s.created),
                         "state": s.deleting ? "deleting" : "ok", "heldBytes": Int(StoreUsage.bytes(manager.paths.directory(s))),
-                        "mounted": mounts.entries.filter { $0.fsType == "fuse.kmsfs" && $0.source == store.root + "@" + s.name }.map(\.mountpoint).joined(separator: ","),
+                        "mounted": mounts.viewMountpoints(ofStore: store.root, snapshot: s.name, lock: manager.paths.lock(s)).joined(separator: ","),
                     ]
                 }
                 if json {

@@ -60,7 +60,8 @@ enum SnapshotRequests {
     /// pushing the kernel's dirty pages to the daemon so the change sees what
     /// applications have written so far.
     private static func onStore(_ store: StorePaths, _ verb: String, _ argument: String, locally: () throws -> Void) throws {
-        if let lock = StoreLock(path: store.root + "/lock", timeout: 0) {
+        // A short wait, not 0: `FileLock.isHeld` (fs list, umount) probes by taking the lock for an instant.
+        if let lock = StoreLock(path: store.root + "/lock", timeout: 0.3) {
             defer { withExtendedLifetime(lock) {} }
             try locally()
             return

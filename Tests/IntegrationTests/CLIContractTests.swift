@@ -25,6 +25,8 @@ struct CLIContractTests {
                 "\(vault.status) \(vault.stderr)")
         let aws = try box.kmsfs("security", "kms", "set", "aws", "http://kms.example.com", "alias/k", env: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"])
         #expect(aws.status == 64 && aws.stderr.contains("refusing plain http://"), "\(aws.status) \(aws.stderr)")
+        let trick = try box.kmsfs("security", "kms", "set", "vault", "http://evil.example#@127.0.0.1", "k", "--token-file", token)
+        #expect(trick.status == 64, "an address that hides its host: \(trick.status) \(trick.stderr)")
         #expect(!FileManager.default.fileExists(atPath: box.home + "/kms.json"), "nothing was configured")
         let s3 = try box.kmsfs("snapshot", "verify", "s3://bucket/p", "--endpoint-url", "http://s3.example.com", env: ["AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"])
         #expect(s3.status == 64 && s3.stderr.contains("refusing plain http:// to s3.example.com"), "\(s3.status) \(s3.stderr)")

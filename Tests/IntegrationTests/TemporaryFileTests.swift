@@ -40,4 +40,20 @@ import Testing
         #expect(r.status == 66 && r.stderr.contains("no snapshot bundle at"), "exit \(r.status): \(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/kmsfs-evil.jsonl"))
     }
+
+    @Test func symlinkedChunkDirectoriesInADirectoryBundleAreRefused() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        chmod(box.root, 0o755)
+        let bundle = try box.directory("shared-bundle"), victim = try box.directory("victim")
+        #expect(chown(bundle, 65534, 65534) == 0)
+        // nobody, who may write the bundle directory, points every chunks/XX at a directory of root's.
+        let plant = try asNobody("mkdir \(bundle)/chunks && for i in $(seq 0 255); do ln -s \(victim) \(bundle)/chunks/$(printf %02x $i); done")
+        #expect(plant.status == 0, "\(plant.stderr)")
+        try box.create()
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        let r = try box.kmsfs("snapshot", "export", "demo", "s1", bundle)
+        #expect(r.status == 65 && r.stderr.contains("is not a directory"), "exit \(r.status): \(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: victim).isEmpty, "chunks were written through the symlink")
+    }
 }

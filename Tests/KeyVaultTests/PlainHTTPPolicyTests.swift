@@ -9,7 +9,9 @@ struct PlainHTTPPolicyTests {
     @Test("http:// to a non-loopback host is refused; https, loopback and an explicit opt-in are not")
     func policy() {
         let refused = ["http://vault.example.com:8200", "http://10.0.0.5/", "http://127.0.0.1.example.com/x", "HTTP://kms.local",
-                       "http://user:pw@evil.example/path", "http://[2001:db8::1]:8200/v1", "http://128.0.0.1"]
+                       "http://user:pw@evil.example/path", "http://[2001:db8::1]:8200/v1", "http://128.0.0.1",
+                       // Tricks that make a naive parser see a loopback host where libcurl connects elsewhere.
+                       "http://evil.example#@127.0.0.1/v1/x", "http://evil.example?@127.0.0.1", "http://127.0.0.1@evil.example/"]
         for url in refused { #expect(PlainHTTPPolicy.refusedHost(url, allowPlainHTTP: false) != nil, "\(url)") }
         let allowed = ["https://vault.example.com", "http://127.0.0.1:8200", "http://127.8.9.10/", "http://localhost:9000/b", "http://[::1]:8200"]
         for url in allowed { #expect(PlainHTTPPolicy.refusedHost(url, allowPlainHTTP: false) == nil, "\(url)") }

@@ -112,4 +112,33 @@ struct UntrustedMetadataTests {
             #expect(throws: MetaStoreError.self, "\(name)") { try SnapshotCatalog.parse("kmsfs-snapshots 1 2\n1 100 5 ok \(name)\n", path: "c") }
         }
     }
+
+    @Test("edited link counts, entry ids and counters are errors for the operation, never a trap")
+    func extremeCountersAndLinks() throws {
+        func store(_ edit: String) throws -> MetadataStore {
+            let copy = tempPath("edge.db")
+            try FileManager.default.copyItem(atPath: path, toPath: copy)
+            _ = try MetadataStore(path: copy, names: keys.names, create: false).makeNode(parent: .root, name: Array("d".utf8), mode: 0o040755, uid: 0, gid: 0)
+            #expect(try sqlite3CLI(copy, edit) == 0)
+            return try MetadataStore(path: copy, names: keys.names, create: false)
+        }
+        let a = Array("a".utf8), d = Array("d".utf8)
+        // A named file whose count says 0: unlink must not go below zero.
+        var m = try store("UPDATE inodes SET nlink = 0 WHERE ino = 2")
+        #expect(throws: MetaStoreError.corruptRecord(what: "inode 2 (link count below zero)")) { try m.remove(parent: .root, name: a, directory: false) }
+        // At the largest count, link is EMLINK.
+        m = try store("UPDATE inodes SET nlink = 4294967295 WHERE ino = 2")
+        #expect(throws: MetaStoreError.posix(EMLINK)) { try m.link(InodeNumber(2), newParent: .root, newName: Array("b".utf8)) }
+        // The parent's count at zero: rmdir of a child directory, and rename over a file.
+        m = try store("UPDATE inodes SET nlink = 0 WHERE ino = 1")
+        #expect(throws: MetaStoreError.self) { try m.remove(parent: .root, name: d, directory: true) }
+        // A counter at the top of the range, and beyond it.
+        m = try store("UPDATE meta SET value = 4611686018427387904 WHERE key = 'next_ino'")
+        #expect(throws: MetaStoreError.posix(ENOSPC)) { try m.makeNode(parent: .root, name: Array("c".utf8), mode: 0o100644, uid: 0, gid: 0) }
+        #expect(throws: MetaStoreError.self) { try store("UPDATE meta SET value = 9223372036854775000 WHERE key = 'next_ino'") }
+        // An entry id at the end of the Int64 range (readdir's cookie is id + 2).
+        m = try store("UPDATE entries SET id = 9223372036854775806 WHERE ino = 2")
+        #expect(throws: MetaStoreError.self) { try m.readDirectory(.root, after: 0, limit: 100) }
+        #expect(try m.invalidRows().contains { $0.contains("is malformed") })
+    }
 }
