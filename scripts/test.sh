@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/lint.sh
 swift build --build-tests
+# InstallTests runs scripts/install.sh inside `swift test`, which holds .build:
+# build the man page generator now and hand its path over.
+export KMSFS_MANUAL_TOOL=$(scripts/install.sh --print-manual-tool)
 markers=$(mktemp -d)
 status=0
 # Every test server inherits this tag, so the check below finds this run's leftovers only.

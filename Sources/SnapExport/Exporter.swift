@@ -48,11 +48,9 @@ public struct Exporter {
         let inUse = try FileLock.shared(info, paths: paths)
         defer { withExtendedLifetime(inUse) {} }
         let superblock = try SuperblockFile.read(store.superblock)
-        var reuse: BaseReuse?
-        var baseManifest: ManifestReader?
+        var reuse: BaseReuse?  // holds the base manifest (and its private directory) until the export ends
         if let base {
             let manifest = try fetchManifest(base, from: destination)
-            baseManifest = manifest
             guard manifest.header.filesystemUUID == superblock.uuidString else {
                 throw BundleError.mismatch("the base export '\(base)' at \(destination.location) is of filesystem \(manifest.header.filesystemUUID), not \(superblock.uuidString)")
             }

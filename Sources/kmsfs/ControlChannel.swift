@@ -89,8 +89,7 @@ enum ControlChannel {
             throw UserFacingError("cannot reach the mount daemon of \(storeRoot): \(String(cString: strerror(errno)))", exitCode: ExitCodes.mountFailed)
         }
         // Whoever answers must be the daemon of this store: root or our uid, and the lock holder.
-        let holder = (try? String(contentsOfFile: storeRoot + "/lock", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        guard let peer = trustedPeer(fd), peer.pid == holder else {
+        guard let peer = trustedPeer(fd), peer.pid == StoreLock.holder(storeRoot + "/lock")?.pid else {
             throw UserFacingError("the control socket of \(storeRoot) is not served by its mount daemon; refusing to talk to it", exitCode: ExitCodes.mountFailed)
         }
         let request = Array("\(verb) \(argument)\n".utf8)

@@ -30,6 +30,8 @@ struct MountCommand: ParsableCommand {
     var passphraseFile: String?
     /// Set by `kmsfs snapshot mount`: serve this snapshot read-only instead of the live filesystem.
     @Option(help: .hidden) var snapshot: String?
+    /// Set by mount.kmsfs: a filesystem already mounted at this mount point is success, not an error.
+    @Flag(help: .hidden) var ifNotMounted = false
 
     static let daemonChildVariable = "KMSFS_DAEMON_CHILD"
 
@@ -45,8 +47,12 @@ struct MountCommand: ParsableCommand {
         }
         try userErrors(onFailure: { if isChild { Daemon.report(.failure(code: $0.exitCode, message: $0.message)) } }) {
                 let home = homeOptions.resolved
-                let target = try checkMountpoint()
                 let store = home.store(name)
+                if ifNotMounted, snapshot == nil, MountTable.current().mountpoints(ofStore: store.root).contains(Home.absolute(mountpoint)) {
+                    writeStdout("\(name) is already mounted at \(Home.absolute(mountpoint))\n")
+                    return
+                }
+                let target = try checkMountpoint()
                 guard FileManager.default.fileExists(atPath: store.superblock) else { throw MetaStoreError.storeNotFound(path: store.root) }
                 if !foreground && !isChild {
                     try Daemon.spawnAndWait(arguments: childArguments(home: home), logPath: home.logs + "/\(name).log", home: home)
@@ -117,7 +123,7 @@ struct MountCommand: ParsableCommand {
             let removed = try fileSystem.removeOrphans()
             if removed > 0 { writeStderr("kmsfs: removed \(removed) unlinked inode(s) left open at the last crash\n") }
         }
-        var options = FuseSession.Options(fsName: store.root)
+        var options = FuseSession.Options(fsName: MountTable.source(store: store.root))
         options.readOnly = readOnly
         options.allowOther = allowOther
         options.writebackCache = !noWriteback && !readOnly
@@ -125,6 +131,7 @@ struct MountCommand: ParsableCommand {
         options.allowDevices = dev
         options.debug = debug
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
+        lock.record(mountpoint: mountpoint)
         try SnapshotRequests.serve(store: store, fileSystem: fileSystem, metadata: metadata, preserver: preserver)
         if notify { Daemon.report(.ready) }
         if !readOnly { fileSystem.startTimestampFlusher() }
@@ -148,7 +155,7 @@ extension MountCommand {
         let overlay = SnapshotOverlay(storeRoot: store.root, snapshot: info)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, overlay: overlay),
                                     storeRoot: store.root, readOnly: true)
-        var options = FuseSession.Options(fsName: store.root + "@" + name)
+        var options = FuseSession.Options(fsName: MountTable.source(store: store.root, snapshot: name))
         options.readOnly = true
         options.allowOther = allowOther
         options.writebackCache = false
@@ -161,29 +168,53 @@ extension MountCommand {
     }
 }
 
-/// `kmsfs umount <mountpoint>`: unmounts and waits for the daemon to finish.
+/// `kmsfs umount <mountpoint|name>`: unmounts and waits for the daemon to finish.
 struct UmountCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "umount", abstract: "Unmount a kmsfs mount and wait until its daemon has flushed and exited.")
+    static let configuration = CommandConfiguration(commandName: "umount", abstract: "Unmount a kmsfs mount (by mount point, or by filesystem name) and wait until its daemon has flushed and exited.")
 
-    @Argument(help: "Mount point.") var mountpoint: String
+    @OptionGroup var homeOptions: HomeOptions
+    @Argument(help: "Mount point, or the name of a mounted filesystem of the home.") var target: String
     @Flag(name: [.short, .long], help: "Lazy unmount (detach even if busy).") var lazy = false
 
     func run() throws {
         try userErrors {
-            let path = Home.absolute(mountpoint)
-            guard let entry = MountTable.current().entry(at: path), entry.fsType == "fuse.kmsfs" else {
-                throw UserFacingError("\(path) is not a kmsfs mount point", exitCode: ExitCodes.usage)
+            let home = homeOptions.resolved
+            let table = MountTable.current()
+            let path = Home.absolute(target)
+            let mountpoint: String
+            let lock: String?
+            if let entry = table.entry(at: path), entry.fsType == "fuse.kmsfs" {
+                mountpoint = path
+                lock = Self.lock(ofSource: entry.source, mountedAt: path, home: home)
+            } else if ComponentName.isValid(target), let found = table.mountpoints(ofStore: home.store(target).root).first {
+                mountpoint = found
+                lock = home.store(target).root + "/lock"
+            } else {
+                throw UserFacingError("\(target) is neither a kmsfs mount point nor a mounted filesystem of \(home.path)", exitCode: ExitCodes.usage)
             }
-            let status = Daemon.runQuietly("/bin/fusermount3", ["-u"] + (lazy ? ["-z"] : []) + [path])
+            let status = Daemon.runQuietly("/bin/fusermount3", ["-u"] + (lazy ? ["-z"] : []) + [mountpoint])
             guard status == 0 else {
-                throw UserFacingError("unmounting \(path) failed (is it busy? see 'fuser -m \(path)')", hint: "kmsfs umount --lazy \(path)", exitCode: ExitCodes.mountFailed)
+                throw UserFacingError("unmounting \(mountpoint) failed (is it busy? see 'fuser -m \(mountpoint)')", hint: "kmsfs umount --lazy \(mountpoint)", exitCode: ExitCodes.mountFailed)
             }
-            let lock = SnapshotRequests.lockPath(ofMountSource: entry.source)
+            guard let lock else { return }
             var waited = 0.0
             while StoreLock.isHeld(lock) && waited < 60 {
                 usleep(50_000)
                 waited += 0.05
             }
         }
+    }
+
+    /// The lock a mount's daemon holds: the store's, when its daemon recorded
+    /// this mount point; a snapshot view's lock for `NAME@SNAPSHOT`. Nil for a
+    /// mount of another home (nothing to wait on that this home knows).
+    static func lock(ofSource source: String, mountedAt mountpoint: String, home: Home) -> String? {
+        if let at = source.lastIndex(of: "@") {
+            let store = home.store(String(source[..<at]))
+            let manager = SnapshotManager(store: store)
+            return (try? SnapshotRequests.named(String(source[source.index(after: at)...]), manager: manager)).map { manager.paths.lock($0) }
+        }
+        let lock = home.store(source).root + "/lock"
+        return StoreLock.holder(lock)?.mountpoint == mountpoint ? lock : nil
     }
 }

@@ -25,7 +25,8 @@ enum MountHelper {
             i += 1
         }
         guard positional.count == 2 else { throw BadOption(option: "expected <name> <mountpoint>, got \(positional)") }
-        var out = ["mount", positional[0], positional[1]]
+        // mount(8) must be idempotent (`mount -a` again while mounted): the helper says so, and exits 0.
+        var out = ["mount", positional[0], positional[1], "--if-not-mounted"]
         for option in options {
             let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
             switch parts[0] {

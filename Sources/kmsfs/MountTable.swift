@@ -3,10 +3,12 @@ import Foundation
 import Glibc
 #endif
 
-/// Reads /proc/self/mountinfo to find kmsfs mounts (source = store path).
+/// Reads /proc/self/mountinfo to find kmsfs mounts. Their source is the name
+/// the user gave (`demo`, `demo@snapshot`), as mount(8) and fstab expect.
 /// Anyone can make a FUSE mount with any fsname, so a line is believed only
-/// when the store agrees: a daemon holds its lock, and the mount belongs to
-/// the store's owner (FUSE's user_id) or root.
+/// when the store agrees: a daemon holds its lock (and, for the live
+/// filesystem, recorded that mount point in it), and the mount belongs to the
+/// store's owner (FUSE's user_id) or root.
 struct MountTable {
     struct Entry {
         var mountpoint: String
@@ -37,16 +39,30 @@ struct MountTable {
             .replacingOccurrences(of: "\\012", with: "\n").replacingOccurrences(of: "\\134", with: "\\")
     }
 
-    /// Where the store at `root` is mounted (its daemon holds `<root>/lock`).
+    /// Where the store at `root` is mounted: the mount point its daemon
+    /// recorded in `<root>/lock` while holding it, if the mount table agrees
+    /// (a kmsfs FUSE mount there, made by the store's owner or root).
     func mountpoints(ofStore root: String) -> [String] {
-        mountpoints(source: root, storeRoot: root, lock: root + "/lock")
+        let lock = root + "/lock"
+        var st = stat()
+        guard stat(root, &st) == 0, StoreLock.isHeld(lock), let mountpoint = StoreLock.holder(lock)?.mountpoint,
+              let entry = entry(at: mountpoint), entry.fsType == "fuse.kmsfs", entry.ownerUID == st.st_uid || entry.ownerUID == 0
+        else { return [] }
+        return [mountpoint]
     }
 
     /// Where snapshot `name` of the store is mounted as a view (a view holds the snapshot's lock).
     func viewMountpoints(ofStore root: String, snapshot name: String, lock: String) -> [String] {
-        mountpoints(source: root + "@" + name, storeRoot: root, lock: lock)
+        mountpoints(source: Self.source(store: root, snapshot: name), storeRoot: root, lock: lock)
     }
 
+    /// The mount source (FUSE fsname) of a store or one of its snapshots: its name, as the user gave it.
+    static func source(store root: String, snapshot: String? = nil) -> String {
+        let name = (root as NSString).lastPathComponent
+        return snapshot.map { name + "@" + $0 } ?? name
+    }
+
+    /// Lines of `source` made by the store's owner or root, while `lock` is held.
     private func mountpoints(source: String, storeRoot: String, lock: String) -> [String] {
         var st = stat()
         guard stat(storeRoot, &st) == 0, StoreLock.isHeld(lock) else { return [] }

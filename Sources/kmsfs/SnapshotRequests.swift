@@ -87,14 +87,4 @@ enum SnapshotRequests {
         guard !info.deleting else { throw SnapshotError.deleting(name) }
         return info
     }
-
-    /// The lock a mount's daemon holds: the store's, or for a snapshot view
-    /// (source `<store>@<snapshot>`) the snapshot's.
-    static func lockPath(ofMountSource source: String) -> String {
-        guard let at = source.lastIndex(of: "@") else { return source + "/lock" }
-        let store = StorePaths(root: String(source[..<at]))
-        let manager = SnapshotManager(store: store)
-        guard let info = try? named(String(source[source.index(after: at)...]), manager: manager) else { return source + "/lock" }
-        return manager.paths.lock(info)
-    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -5,7 +6,10 @@ import Glibc
 
 /// An exclusive flock on `<store>/lock`, held by the mount daemon for its
 /// whole life: one mount per store, and `umount` can wait for the daemon to
-/// finish flushing. The kernel drops it if the daemon dies.
+/// finish flushing. The kernel drops it if the daemon dies. The file says
+/// who holds it: `<pid>\n[<mount point>\n]` (the mount point once mounted),
+/// which is how kmsfs finds its own mounts (the mount table's source is only
+/// the name the user gave, and anyone can make a FUSE mount of any name).
 final class StoreLock {
     private let fd: Int32
 
@@ -23,10 +27,24 @@ final class StoreLock {
             waited += 0.05
         }
         self.fd = fd
-        // Record the holder's pid, for `kill` in tests and for humans.
-        let pid = Array("\(getpid())\n".utf8)
+        write(holder: "\(getpid())\n")
+    }
+
+    /// Records where the holder mounted the store.
+    func record(mountpoint: String) { write(holder: "\(getpid())\n\(mountpoint)\n") }
+
+    private func write(holder text: String) {
+        let bytes = Array(text.utf8)
         ftruncate(fd, 0)
-        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// The pid and mount point a lock file names (whether or not it is held now).
+    static func holder(_ path: String) -> (pid: Int32, mountpoint: String?)? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let first = lines.first, let pid = Int32(first) else { return nil }
+        return (pid, lines.count > 1 && !lines[1].isEmpty ? String(lines[1]) : nil)
     }
 
     deinit { close(fd) }

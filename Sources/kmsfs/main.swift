@@ -8,10 +8,11 @@ import Glibc
 umask(0o077)
 ProcessHardening.apply()
 
-// `mount -t kmsfs` runs /sbin/mount.kmsfs, a link to this binary: translate
-// its arguments into `kmsfs mount`.
+// `mount -t kmsfs` runs /sbin/mount.kmsfs and `mount -t fuse.kmsfs`
+// /sbin/mount.fuse.kmsfs, links to this binary: translate their arguments
+// into `kmsfs mount`.
 let invokedAs = (CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent }) ?? "kmsfs"
-if invokedAs == "mount.kmsfs" {
+if invokedAs == "mount.kmsfs" || invokedAs == "mount.fuse.kmsfs" {
     do {
         Kmsfs.main(try MountHelper.translate(Array(CommandLine.arguments.dropFirst())))
     } catch {

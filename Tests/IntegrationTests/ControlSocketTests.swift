@@ -45,10 +45,10 @@ import Testing
         let cc = try Harness.shell("cc -o \(hello) /usr/share/doc/libfuse3-dev/examples/hello.c $(pkg-config --cflags --libs fuse3)")
         try #require(cc.status == 0, "building libfuse's hello example: \(cc.stderr)")
         try FuseDevice.openToAll {
-            // nobody's FUSE mount, named and typed like the real one.
+            // nobody's FUSE mount, named and typed like the real one (source = the filesystem's name).
             // Through a wrapper that closes inherited descriptors: Foundation's Process waits until no
             // process holds its internal ones, and hello stays behind as a daemon.
-            let r = try asNobody("python3 -c 'import os,sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])' \(hello) -o fsname=\(box.store),subtype=kmsfs \(fake)")
+            let r = try asNobody("python3 -c 'import os,sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])' \(hello) -o fsname=demo,subtype=kmsfs \(fake)")
             try #require(r.status == 0, "fake mount: \(r.stderr)")
             defer { _ = try? Harness.run("/bin/fusermount3", ["-u", "-z", fake]) }
             let mounted = try box.kmsfs("mount", "demo", box.mountpoint)
@@ -56,7 +56,10 @@ import Testing
             let list = try box.kmsfs("fs", "list", "--json")
             let rows = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: String]] ?? []
             #expect(rows.first?["mounted"] == box.mountpoint, "fs list must show the real mount only: \(list.stdout)")
-            try box.umount()
+            let byName = try box.kmsfs("umount", "demo")
+            #expect(byName.status == 0, "kmsfs umount NAME: \(byName.stderr)")
+            #expect(!MountInfo.isMounted(box.mountpoint) && MountInfo.isMounted(fake), "the real mount went, the fake one stays")
         }
     }
 }
+

@@ -56,7 +56,7 @@ enum FuseDevice {
         let mounted = try kmsfsAsNobody(["mount", "p", mnt], env: env)
         try #require(mounted.status == 0, "mount (the passphrase reaches the daemon over its pipe): \(mounted.stderr)")
         defer { _ = try? kmsfsAsNobody(["umount", mnt], env: ["KMSFS_HOME": home]) }
-        let pid = try #require(Int32((try String(contentsOfFile: home + "/filesystems/p/lock", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let pid = try #require((try String(contentsOfFile: home + "/filesystems/p/lock", encoding: .utf8)).split(separator: "\n").first.flatMap { Int32($0) })
 
         let environ = try String(decoding: Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ")), as: UTF8.self)
         for (name, value) in Self.secrets {

@@ -301,14 +301,6 @@ struct FuseMountTests {
         try box.umount()
         let bad = try Harness.run(helper, ["demo", box.mountpoint, "-o", "bogus,home=\(box.home)"])
         #expect(bad.status == 64 && bad.stderr.contains("bogus"))
-        // Through mount(8) itself, with a temporary /sbin/mount.kmsfs (only if none is installed).
-        let sbin = "/sbin/mount.kmsfs"
-        guard !FileManager.default.fileExists(atPath: sbin) else { return }
-        try FileManager.default.createSymbolicLink(atPath: sbin, withDestinationPath: Harness.binary)
-        defer { try? FileManager.default.removeItem(atPath: sbin) }
-        let viaMount = try Harness.run("/bin/mount", ["-t", "kmsfs", "demo", box.mountpoint, "-o", "home=\(box.home),nofail"])
-        #expect(viaMount.status == 0, "\(viaMount.stderr)")
-        #expect(try box.read("via-helper") == "ok")
-        #expect(try Harness.run("/bin/umount", [box.mountpoint]).status == 0)
+        // Through mount(8) itself: InstallTests, with the installed helpers.
     }
 }

@@ -155,7 +155,7 @@ final class Sandbox {
 
     /// The pid recorded by the mount daemon in the store's lock file.
     func daemonPID(_ name: String = "demo") -> Int32? {
-        (try? String(contentsOfFile: home + "/filesystems/\(name)/lock", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        (try? String(contentsOfFile: home + "/filesystems/\(name)/lock", encoding: .utf8)).flatMap { $0.split(separator: "\n").first.flatMap { Int32($0) } }
     }
 
     /// A new directory under the sandbox (extra mount points, bundles).
