@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "kmsfs",
             dependencies: [
-                "FuseFrontend", "SnapExport", "MetaStore", "KeyVault", "BlockCipher", "HTTPTransport", "CLinux",
+                "FuseFrontend", "SnapExport", "MetaStore", "KeyVault", "BlockCipher", "HTTPTransport", "CLinux", "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -11,7 +11,10 @@ extension FileSystem {
         try run("read inode \(ino) at \(offset)") {
             try inode.lock.reading {
                 let size = try metadata.attributes(ino).size
-                try inode.data.read(offset: offset, count: count, fileSize: size) { reply($0) }
+                try inode.data.read(offset: offset, count: count, fileSize: size) { buffer in
+                    activity.countRead(buffer.count)
+                    reply(buffer)
+                }
             }
         }
     }
@@ -36,6 +39,7 @@ extension FileSystem {
                     throw error
                 }
                 if !grows { _ = try metadata.recordWrite(ino, newSize: nil) }
+                activity.countWrite(data.count)
                 return data.count
             } }
         }

@@ -21,16 +21,19 @@ extension FileSystem {
                 throw error
             }
         }
+        activity.countOpen(1)
     }
 
     /// create(2): a new regular file, opened.
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, caller: Caller) throws -> InodeAttributes {
         let a = try makeNode(parent: parent, name: name, mode: UInt32(S_IFREG) | (mode & 0o7777), rdev: 0, caller: caller)
         _ = try run("create \(a.ino)") { try table.open(a.ino) { try dataStore.open(a.ino.fileID) } }
+        activity.countOpen(1)
         return a
     }
 
     public func release(_ ino: InodeNumber) {
+        activity.countOpen(-1)
         if table.release(ino), let a = try? metadata.attributes(ino) { purgeIfUnreferenced(a) }
     }
 

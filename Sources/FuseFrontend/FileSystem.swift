@@ -23,6 +23,8 @@ public final class FileSystem: Sendable {
     /// Data-changing operations pass it; a snapshot pauses it so that data
     /// and metadata are copied at one point in time.
     let gate = PauseGate()
+    /// Counters for `kmsfs status`.
+    public let activity = MountStatistics()
 
     public init(metadata: MetadataStore, dataStore: DataStore, storeRoot: String, readOnly: Bool) {
         self.metadata = metadata

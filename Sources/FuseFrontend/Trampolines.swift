@@ -25,9 +25,13 @@ enum Trampolines {
     }
 
     static func reply(_ req: fuse_req_t?, _ body: () throws -> Void) {
-        do { try body() } catch {
-            fuse_reply_err(req, Errno.from(error, "request").code)
-        }
+        do { try body() } catch { fail(req, Errno.from(error, "request").code) }
+    }
+
+    /// Answers with an error, counted for `kmsfs status`.
+    static func fail(_ req: fuse_req_t?, _ code: Int32) {
+        fs(req).activity.countError(code)
+        fuse_reply_err(req, code)
     }
 
     static func makeStat(_ a: InodeAttributes, blocks: UInt64? = nil) -> stat {
@@ -99,7 +103,7 @@ enum Trampolines {
                 e.entry_timeout = FileSystem.cacheTimeout
                 fuse_reply_entry(req, &e)
             } catch {
-                fuse_reply_err(req, Errno.from(error, "lookup").code)
+                Trampolines.fail(req, Errno.from(error, "lookup").code)
             }
         }
         ops.forget = { req, ino, count in
@@ -278,7 +282,7 @@ enum Trampolines {
         if size == 0 {
             fuse_reply_xattr(req, value.count)
         } else if value.count > size {
-            fuse_reply_err(req, ERANGE)
+            fail(req, ERANGE)
         } else {
             _ = value.withUnsafeBufferPointer { fuse_reply_buf(req, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
         }

@@ -106,7 +106,7 @@ enum ControlChannel {
     private static func readLine(_ fd: Int32) -> String? {
         var bytes: [UInt8] = []
         var byte: UInt8 = 0
-        while bytes.count < 4096 {
+        while bytes.count < 1 << 16 {  // a status answer is one JSON line of a few KiB
             let n = recv(fd, &byte, 1, 0)
             if n < 0 && errno == EINTR { continue }
             guard n == 1 else { return nil }

@@ -42,6 +42,8 @@ struct FsCommand: ParsableCommand {
                     manager = try config.keyManager(home: home)
                 }
                 let superblock = try FilesystemCreator.create(store: store, manager: manager)
+                AuditLog.record(home, "create", ["filesystem": name, "uuid": superblock.uuidString, "kms": superblock.kms.type,
+                                                 "key": superblock.kms.keyIdentifier, "keyVersion": superblock.kms.keyVersion])
                 writeStdout("created filesystem \(name) (uuid \(superblock.uuidString), key wrapped by \(superblock.kms.type) \(superblock.kms.keyIdentifier))\n")
             }
         }
@@ -106,7 +108,9 @@ struct FsCommand: ParsableCommand {
                     throw UserFacingError("filesystem \(name) (or a snapshot of it) is mounted at \(mounted.joined(separator: ", "))", hint: "kmsfs umount \(mounted[0])", exitCode: ExitCodes.usage)
                 }
                 guard yes else { throw UserFacingError("deleting \(name) destroys its data; add --yes to confirm", exitCode: ExitCodes.usage) }
+                let uuid = (try? SuperblockFile.read(store.superblock))?.uuidString ?? "?"
                 try FileManager.default.removeItem(atPath: store.root)
+                AuditLog.record(homeOptions.resolved, "delete", ["filesystem": name, "uuid": uuid])
                 writeStdout("deleted filesystem \(name)\n")
             }
         }

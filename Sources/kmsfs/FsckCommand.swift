@@ -31,7 +31,7 @@ struct FsckCommand: ParsableCommand {
                 throw UserFacingError("filesystem \(name) is mounted or in use; unmount it first", exitCode: ExitCodes.usage)
             }
             // The superblock (checksummed copies) and the key: Unlock refuses a damaged one or a wrong key.
-            let (superblock, keys, _) = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile))
+            let (superblock, keys, _) = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile), purpose: "fsck")
             let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, exclusive: true, checking: true)
             // With the preserver, repairs that delete data (orphans, strays) keep what snapshots still need.
             let data = DataStore(directory: store.data, cipher: keys.data, preserver: try SnapshotPreserver(storeRoot: store.root))

@@ -58,7 +58,9 @@ struct KeyRewrap {
 
     /// Writes `configuration` (when given) and every planned superblock; on any
     /// failure puts back what was written and rethrows.
-    func commit(configuration: KMSConfiguration?) throws {
+    /// Writes the new superblocks (and `configuration`), all or nothing; each
+    /// rewrapped key is an audit event with `reason` (the command that did it).
+    func commit(configuration: KMSConfiguration?, reason: String) throws {
         let previous = try KMSConfiguration.load(home)
         if let configuration { try configuration.save(home) }
         var written: [Change] = []
@@ -76,6 +78,12 @@ struct KeyRewrap {
             if configuration != nil { try? previous.save(home) }
             throw error
         }
+        for change in changes {
+            AuditLog.record(home, "rewrap", ["filesystem": change.name, "uuid": change.new.uuidString, "by": reason,
+                                             "from": "\(change.old.kms.type) \(change.old.kms.keyIdentifier) \(change.old.kms.keyVersion)",
+                                             "to": "\(change.new.kms.type) \(change.new.kms.keyIdentifier) \(change.new.kms.keyVersion)"])
+        }
+        if let configuration { AuditLog.record(home, "kms-configured", ["by": reason, "kms": configuration.summary]) }
     }
 }
 

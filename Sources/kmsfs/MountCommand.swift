@@ -26,6 +26,8 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Honour setuid/setgid bits (mounts are nosuid otherwise).") var suid = false
     @Flag(help: "Honour device nodes (mounts are nodev otherwise).") var dev = false
     @Flag(help: "Print every FUSE request (libfuse -d).") var debug = false
+    @Option(help: "Keep this file up to date with the mount's Prometheus metrics, every 5 s (for node_exporter's textfile collector).")
+    var metrics: String?
     @Option(help: "Passphrase file, for a filesystem created with --passphrase-file ($KMSFS_PASSPHRASE also works).")
     var passphraseFile: String?
     /// Set by `kmsfs snapshot mount`: serve this snapshot read-only instead of the live filesystem.
@@ -76,6 +78,7 @@ struct MountCommand: ParsableCommand {
         if suid { args.append("--suid") }
         if dev { args.append("--dev") }
         if debug { args.append("--debug") }
+        if let metrics { args += ["--metrics", Home.absolute(metrics)] }
         if let passphraseFile { args += ["--passphrase-file", Home.absolute(passphraseFile)] }
         if let snapshot { args += ["--snapshot", snapshot] }
         return args
@@ -113,7 +116,7 @@ struct MountCommand: ParsableCommand {
             throw UserFacingError("filesystem \(name) is in use by another kmsfs process", exitCode: ExitCodes.mountFailed)
         }
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
-        let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase)
+        let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "mount")
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, reservePath: store.root + "/reserve", exclusive: true)
         let preserver = try SnapshotPreserver(storeRoot: store.root)
@@ -132,10 +135,15 @@ struct MountCommand: ParsableCommand {
         options.debug = debug
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
         lock.record(mountpoint: mountpoint)
-        try SnapshotRequests.serve(store: store, fileSystem: fileSystem, metadata: metadata, preserver: preserver)
+        let reference = manager.reference
+        let report = MountStatus(name: name, store: store, superblock: superblock,
+                                 unlockedBy: "\(reference.type.rawValue) \(reference.keyIdentifier)" + (reference.address.isEmpty ? "" : " (\(reference.address))"),
+                                 mountpoint: mountpoint, readOnly: readOnly, fileSystem: fileSystem)
+        try SnapshotRequests.serve(store: store, fileSystem: fileSystem, metadata: metadata, preserver: preserver) { report.answer() }
+        if let metrics { report.startMetricsFile(metrics) }
         if notify { Daemon.report(.ready) }
         if !readOnly { fileSystem.startTimestampFlusher() }
-        if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault) }
+        if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault, home: home, filesystem: name) }
         let status = session.run(maxThreads: options.maxThreads)
         withExtendedLifetime(lock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }
@@ -150,7 +158,7 @@ extension MountCommand {
         let info = try SnapshotRequests.usable(name, manager: manager)
         let viewLock = try FileLock.shared(info, paths: manager.paths)
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
-        let (_, keys, _) = try Unlock.open(store, home: home, passphrase: passphrase)
+        let (_, keys, _) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "snapshot-mount \(name)")
         let metadata = try MetadataStore(path: manager.paths.metadata(info), names: keys.names, create: false, readOnly: true)
         let overlay = SnapshotOverlay(storeRoot: store.root, snapshot: info)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, overlay: overlay),

@@ -4,12 +4,12 @@ import HTTPTransport
 import KeyVault
 import MetaStore
 
-/// `kmsfs security kms [set|unset|rewrap]`, after WEKA's `weka security kms`.
+/// `kmsfs security kms [set|unset|rewrap]`, after WEKA's `weka security kms`; `kmsfs security events`.
 struct SecurityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "security",
         abstract: "Key management settings.",
-        subcommands: [KMSCommand.self]
+        subcommands: [KMSCommand.self, EventsCommand.self]
     )
 }
 
@@ -170,7 +170,7 @@ struct KMSCommand: ParsableCommand {
                         return try manager.wrap(source.unwrap(envelope, context: context), context: context)
                     }
                 }
-                try rewrap.commit(configuration: config)
+                try rewrap.commit(configuration: config, reason: "kms set")
                 withExtendedLifetime(lock) {}
                 for change in rewrap.changes { writeStdout("rewrapped filesystem \(change.name): \(change.old.kms.type) -> \(config.summary)\n") }
                 for (name, reason) in rewrap.skipped { writeStdout("left filesystem \(name) as it is: \(reason)\n") }
@@ -230,7 +230,7 @@ struct KMSCommand: ParsableCommand {
                         }
                     }
                 }
-                try rewrap.commit(configuration: .local)
+                try rewrap.commit(configuration: .local, reason: "kms unset")
                 withExtendedLifetime(lock) {}
                 for change in rewrap.changes {
                     writeStderr("kmsfs: warning: filesystem \(change.name) is now protected only by the local key file \(home.localKey)\n")
@@ -276,7 +276,7 @@ struct KMSCommand: ParsableCommand {
                         try manager.rewrap(envelope, context: WrapContext(filesystemUUID: fs.superblock.uuid), newKeyIdentifier: newKeyUid)
                     }
                 }
-                try rewrap.commit(configuration: newKeyUid == nil ? nil : config)
+                try rewrap.commit(configuration: newKeyUid == nil ? nil : config, reason: "kms rewrap")
                 withExtendedLifetime(lock) {}
                 for change in rewrap.changes {
                     writeStdout("rewrapped filesystem \(change.name): key \(change.old.kms.keyIdentifier) v\(change.old.kms.keyVersion) -> \(change.new.kms.keyIdentifier) v\(change.new.kms.keyVersion)\n")

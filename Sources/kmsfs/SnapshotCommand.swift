@@ -216,7 +216,7 @@ extension SnapshotCommand {
                 let staging = home.path + "/.importing-" + name
                 Interruption.catchSignals()
                 let s = try reader.rehydrate(snapshot: snapshot, target: target, staging: staging, progress: !location.json) { superblock in
-                    do { return try Unlock.unlock(superblock, home: home, passphrase: passphrase).0 } catch {
+                    do { return try Unlock.unlock(superblock, home: home, passphrase: passphrase, filesystem: name, purpose: "import").0 } catch {
                         // A bundle made with a home's local key file opens only in that home.
                         let envelope = try? WrappedKey(decoding: superblock.wrappedKey)
                         guard envelope?.provider == .local, envelope?.keyIdentifier != "passphrase" else { throw error }
@@ -226,6 +226,7 @@ extension SnapshotCommand {
                                               exitCode: user.exitCode)
                     }
                 }
+                AuditLog.record(home, "import", ["filesystem": name, "snapshot": s.snapshot, "uuid": s.filesystemUUID, "source": source])
                 try location.report(
                     "imported snapshot \(s.snapshot) as filesystem \(name) (uuid \(s.filesystemUUID)): \(s.files) files, \(s.chunks) chunks (\(humanBytes(s.bytes))) verified\n",
                     ["filesystem": name, "snapshot": s.snapshot, "uuid": s.filesystemUUID, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
@@ -291,7 +292,10 @@ extension SnapshotCommand {
                     return updated
                 }
                 var text = ""
-                for c in changes { text += "rewrapped bundle of snapshot \(c.snapshot): \(c.from) -> \(c.to)\n" }
+                for c in changes {
+                    text += "rewrapped bundle of snapshot \(c.snapshot): \(c.from) -> \(c.to)\n"
+                    AuditLog.record(home, "bundle-rewrap", ["location": source, "snapshot": c.snapshot, "from": c.from, "to": c.to])
+                }
                 try location.report(text + "rewrapped \(changes.count) manifest(s) at \(source)\n",
                                     ["location": source, "rewrapped": changes.map { ["snapshot": $0.snapshot, "from": $0.from, "to": $0.to] }])
             }

@@ -13,8 +13,10 @@ enum SnapshotRequests {
     static let createVerb = "snapshot-create"
     static let deleteVerb = "snapshot-delete"
 
-    /// Called by the mount daemon: answers requests on the control channel.
-    static func serve(store: StorePaths, fileSystem: FileSystem, metadata: MetadataStore, preserver: SnapshotPreserver) throws {
+    /// Called by the mount daemon: answers requests on the control channel
+    /// (snapshot create and delete, and `status`, answered by `status`).
+    static func serve(store: StorePaths, fileSystem: FileSystem, metadata: MetadataStore, preserver: SnapshotPreserver,
+                      status: @escaping @Sendable () -> String) throws {
         let manager = SnapshotManager(store: store)
         try ControlChannel.serve(storeRoot: store.root) { verb, argument in
             do {
@@ -33,6 +35,8 @@ enum SnapshotRequests {
                 case deleteVerb:
                     try paused { try manager.delete(name: argument) }
                     return .success("")
+                case MountStatus.verb:
+                    return .success(status())
                 default:
                     return .failure(UserFacingError("unknown control request '\(verb)'", exitCode: ExitCodes.usage))
                 }

@@ -1,5 +1,6 @@
 import Foundation
 import KeyVault
+import Locking
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,7 +10,16 @@ import Glibc
 /// while a filesystem is mounted (WEKA leaves this to the admin). Failures are
 /// logged and retried; file I/O never waits for the KMS.
 enum TokenRenewer {
-    static func start(_ manager: VaultKeyManager) {
+    /// The token as last seen, for `kmsfs status` (nil until the renewer has looked).
+    struct State: Sendable {
+        var ttl: Int
+        var checked: time_t
+        var renewed: time_t?
+        var failure: String?
+    }
+    static let state = Locked<State?>(nil)
+
+    static func start(_ manager: VaultKeyManager, home: Home, filesystem: String) {
         let thread = Thread {
             var ttl: Int
             do {
@@ -19,6 +29,7 @@ enum TokenRenewer {
                     return
                 }
                 ttl = info.ttl
+                state.withLock { $0 = State(ttl: info.ttl, checked: time(nil)) }
             } catch {
                 log("cannot look up the vault token: \(UserFacingError.from(error).message); retrying renewal in 30 s")
                 ttl = 60
@@ -28,8 +39,13 @@ enum TokenRenewer {
                 do {
                     ttl = try manager.renewToken()
                     log("renewed the vault token; ttl \(ttl) s")
+                    let now = time(nil), renewedTTL = ttl
+                    state.withLock { $0 = State(ttl: renewedTTL, checked: now, renewed: now) }
                 } catch {
-                    log("vault token renewal failed: \(UserFacingError.from(error).message)")
+                    let reason = UserFacingError.from(error).message
+                    log("vault token renewal failed: \(reason)")
+                    AuditLog.record(home, "token-renewal-failed", ["filesystem": filesystem, "kms": "vault", "error": reason])
+                    state.withLock { $0?.failure = "\(AuditLog.timestamp()) \(reason)" }
                     ttl = max(2, min(ttl / 2, 60))
                 }
             }
@@ -39,11 +55,6 @@ enum TokenRenewer {
     }
 
     private static func log(_ message: String) {
-        var now = time(nil)
-        var parts = tm()
-        gmtime_r(&now, &parts)
-        var buffer = [CChar](repeating: 0, count: 32)
-        strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
-        writeStderr("\(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) kmsfs: \(message)\n")
+        writeStderr("\(AuditLog.timestamp()) kmsfs: \(message)\n")
     }
 }

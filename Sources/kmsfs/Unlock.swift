@@ -1,4 +1,5 @@
 import BlockCipher
+import Foundation
 import KeyVault
 import MetaStore
 
@@ -32,19 +33,30 @@ enum Unlock {
 
     /// Reads and checks the superblock, unwraps the master secret and derives the keys;
     /// also returns the KeyManager that did it (the mount daemon keeps a Vault one to renew its token).
-    static func open(_ store: StorePaths, home: Home, passphrase: KeyMaterial?) throws -> (Superblock, FilesystemKeys, any KeyManager) {
+    static func open(_ store: StorePaths, home: Home, passphrase: KeyMaterial?, purpose: String) throws -> (Superblock, FilesystemKeys, any KeyManager) {
         let superblock = try SuperblockFile.read(store.superblock)
-        let (keys, manager) = try unlock(superblock, home: home, passphrase: passphrase)
+        let (keys, manager) = try unlock(superblock, home: home, passphrase: passphrase, filesystem: (store.root as NSString).lastPathComponent, purpose: purpose)
         return (superblock, keys, manager)
     }
 
     /// Unwraps a superblock's key through the KMS its envelope names (as this
     /// home configures it) and checks it against the key-check value.
-    static func unlock(_ superblock: Superblock, home: Home, passphrase: KeyMaterial?) throws -> (FilesystemKeys, any KeyManager) {
-        let envelope = try WrappedKey(decoding: superblock.wrappedKey)
-        let manager = try keyManager(for: envelope, home: home, passphrase: passphrase)
-        let material = try manager.unwrap(envelope, context: WrapContext(filesystemUUID: superblock.uuid))
-        return (try keys(from: material, superblock: superblock), manager)
+    /// Every attempt is an event in the home's audit log (`purpose`: mount, fsck, import...).
+    static func unlock(_ superblock: Superblock, home: Home, passphrase: KeyMaterial?, filesystem: String, purpose: String) throws -> (FilesystemKeys, any KeyManager) {
+        var fields: [String: Any] = ["filesystem": filesystem, "uuid": superblock.uuidString, "purpose": purpose, "kms": superblock.kms.type,
+                                     "key": superblock.kms.keyIdentifier, "keyVersion": superblock.kms.keyVersion]
+        do {
+            let envelope = try WrappedKey(decoding: superblock.wrappedKey)
+            let manager = try keyManager(for: envelope, home: home, passphrase: passphrase)
+            let material = try manager.unwrap(envelope, context: WrapContext(filesystemUUID: superblock.uuid))
+            let result = (try keys(from: material, superblock: superblock), manager)
+            AuditLog.record(home, "unwrap", fields)
+            return result
+        } catch {
+            fields["error"] = UserFacingError.from(error).message
+            AuditLog.record(home, "unwrap-failed", fields)
+            throw error
+        }
     }
 
     /// Derives the subkeys from an unwrapped master and checks the key-check value.

@@ -62,6 +62,9 @@ import Testing
         var everything = show.stdout + set.stdout + set.stderr + rewrap.stdout + superblockText(box)
         everything += (try? String(contentsOfFile: box.home + "/kms.json", encoding: .utf8)) ?? ""
         everything += (try? String(contentsOfFile: box.home + "/logs/demo.log", encoding: .utf8)) ?? ""
+        let events = (try? String(contentsOfFile: box.home + "/events.log", encoding: .utf8)) ?? ""
+        #expect(events.contains("\"event\":\"rewrap\"") && events.contains("\"kms\":\"vault\""), "the audit log records the vault rewrap: \(events)")
+        everything += events
         #expect(!everything.contains(bao.token))
         let mode = try FileManager.default.attributesOfItem(atPath: box.home + "/kms.json")[.posixPermissions] as? Int
         #expect(mode == 0o600)
