@@ -18,19 +18,28 @@
 # template PREFIX/lib/systemd/system/kmsfs@.service. Every path is listed in
 # PREFIX/share/kmsfs/installed, which --uninstall reads: nothing else is removed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-prefix=/usr/local sbindir=/sbin binary= uninstall=0 tool=
+prefix=/usr/local sbindir=/sbin binary= uninstall=0 tool= print_tool=0
+usage() { echo "install.sh: $1" >&2; exit 64; }
+# Paths given relative to where the script was called from, made absolute before the cd below.
+absolute() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --prefix) prefix=$2; shift 2 ;;
-    --sbindir) sbindir=$2; shift 2 ;;
-    --binary) binary=$2; shift 2 ;;
-    --manual-tool) tool=$2; shift 2 ;;
+    --prefix|--sbindir|--binary|--manual-tool) [ $# -ge 2 ] || usage "$1 needs a value"
+      case "$1" in
+        --prefix) prefix=$(absolute "$2") ;; --sbindir) sbindir=$(absolute "$2") ;;
+        --binary) binary=$(absolute "$2") ;; --manual-tool) tool=$(absolute "$2") ;;
+      esac
+      shift 2 ;;
     --print-manual-tool) print_tool=1; shift ;;
     --uninstall) uninstall=1; shift ;;
-    *) echo "install.sh: unknown argument $1" >&2; exit 64 ;;
+    *) usage "unknown argument $1" ;;
   esac
 done
+# These paths go into a systemd unit and a sed expression: plain characters only.
+for dir in "$prefix" "$sbindir"; do
+  [[ "$dir" =~ ^/[A-Za-z0-9/._-]*$ ]] || usage "'$dir' may contain only letters, digits, '/', '.', '_' and '-'"
+done
+cd "$(dirname "$0")/.."
 manifest=$prefix/share/kmsfs/installed
 
 # swift-argument-parser's generate-manual tool: its plugin builds it (in .build,
@@ -39,17 +48,25 @@ manual_tool() {
   swift package plugin generate-manual --help >/dev/null
   find "$PWD/.build" -path '*/generate-manual-tool' -type f -perm -u+x | head -1
 }
-if [ "${print_tool:-0}" = 1 ]; then manual_tool; exit 0; fi
+if [ "$print_tool" = 1 ]; then manual_tool; exit 0; fi
 
 if [ "$uninstall" = 1 ]; then
   [ -f "$manifest" ] || { echo "install.sh: nothing installed under $prefix ($manifest is missing)" >&2; exit 66; }
-  # Files and links first, then the directories we created, deepest first, if empty.
-  tac "$manifest" | while IFS= read -r path; do
-    if [ -d "$path" ] && [ ! -L "$path" ]; then rmdir "$path" 2>/dev/null || true; else rm -f "$path"; fi
-  done
+  mapfile -t paths < "$manifest"
   rm -f "$manifest"
-  rmdir "$prefix/share/kmsfs" 2>/dev/null || true
-  echo "uninstalled kmsfs from $prefix and $sbindir"
+  removed=0
+  # Newest first: files and links before the directories made for them. Only what is
+  # ours: paths under the prefix, and links elsewhere that point at our binary.
+  for (( i = ${#paths[@]} - 1; i >= 0; i-- )); do
+    path=${paths[$i]}
+    case "$path" in
+      "$prefix"/*) ;;
+      *) [ -L "$path" ] && [ "$(readlink "$path")" = "$prefix/bin/kmsfs" ] || { echo "install.sh: leaving $path (not ours)" >&2; continue; } ;;
+    esac
+    if [ -d "$path" ] && [ ! -L "$path" ]; then rmdir "$path" 2>/dev/null && removed=$((removed + 1)) || true
+    elif [ -e "$path" ] || [ -L "$path" ]; then rm -f "$path" && removed=$((removed + 1)); fi
+  done
+  echo "uninstalled kmsfs from $prefix ($removed of ${#paths[@]} installed paths removed)"
   exit 0
 fi
 
@@ -80,6 +97,12 @@ link() {  # link TARGET NAME: refuses to replace what is not already ours
   installed+=("$2")
 }
 
+# Refuse before writing anything: the helpers must be free or already ours.
+for helper in "$sbindir/mount.kmsfs" "$sbindir/mount.fuse.kmsfs"; do
+  if [ -e "$helper" ] || [ -L "$helper" ]; then
+    [ "$(readlink "$helper")" = "$prefix/bin/kmsfs" ] || { echo "install.sh: $helper exists and is not a link to $prefix/bin/kmsfs; leaving everything as it is" >&2; exit 73; }
+  fi
+done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 put 755 "$binary" "$prefix/bin/kmsfs"

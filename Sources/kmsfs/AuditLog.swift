@@ -32,6 +32,7 @@ enum AuditLog {
         defer { close(fd) }
         // One writer at a time (mount daemons and CLI commands of this home).
         while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        dropTornTail(fd)
         let last = lastLine(fd)
         let seq = last.flatMap { line in (try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])?["seq"] as? Int } ?? 0
         var object = fields
@@ -47,6 +48,20 @@ enum AuditLog {
             throw UserFacingError("cannot append to \(path): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io)
         }
         try AtomicFile.write(Array("\(seq + 1) \(SHA256.hash(line).hexString)\n".utf8), to: home.path + "/events.head")
+    }
+
+    /// A line cut short by a crash (no newline at the end of the file) was never
+    /// a complete event: it is cut off, so the next event follows the last whole one.
+    private static func dropTornTail(_ fd: Int32) {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size > 0 else { return }
+        var byte: UInt8 = 0
+        guard pread(fd, &byte, 1, off_t(st.st_size - 1)) == 1, byte != 0x0a else { return }
+        let window = min(Int(st.st_size), 1 << 20)
+        var buffer = [UInt8](repeating: 0, count: window)
+        guard buffer.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, window, off_t(Int(st.st_size) - window)) }) == window else { return }
+        let keep = buffer.lastIndex(of: 0x0a).map { Int(st.st_size) - window + $0 + 1 } ?? (window == Int(st.st_size) ? 0 : Int(st.st_size))
+        _ = ftruncate(fd, off_t(keep))
     }
 
     /// The last complete line of the file (without its newline), reading at most 1 MiB back.
@@ -76,9 +91,14 @@ enum AuditLog {
     /// The events in order, and the first problem with the chain, if any.
     static func read(_ home: Home) throws -> (events: [[String: Any]], problem: String?) {
         let path = home.path + "/events.log"
+        // Shared lock: a writer appends the line and then the head; read both between writers.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return ([], nil) }
+        defer { close(fd) }
+        while flock(fd, LOCK_SH) != 0 && errno == EINTR {}
         guard let data = FileManager.default.contents(atPath: path) else { return ([], nil) }
         var events: [[String: Any]] = []
-        var previous = zeroHash
+        var previous = zeroHash, beforeLast = zeroHash
         var lineNumber = 0
         for line in data.split(separator: 0x0a, omittingEmptySubsequences: false) {
             lineNumber += 1
@@ -90,14 +110,20 @@ enum AuditLog {
                 return (events, "line \(lineNumber) of \(path) does not follow the line before it: the history was edited or lines were removed")
             }
             events.append(object)
+            beforeLast = previous
             previous = SHA256.hash(Array(line)).hexString
         }
         let head = (try? String(contentsOfFile: home.path + "/events.head", encoding: .utf8))?.split(separator: " ")
         if let head, head.count == 2 {
             let count = Int(head[0]) ?? -1
             let hash = head[1].trimmingCharacters(in: .whitespacesAndNewlines)
-            guard count == events.count, hash == (events.isEmpty ? zeroHash : previous) else {
-                return (events, "\(path) ends at event \(events.count), but events.head records event \(count): the history was cut off or replaced")
+            // One event ahead of the head is a crash between appending and confirming it, not an edit.
+            let confirmed = (count == events.count && hash == (events.isEmpty ? zeroHash : previous))
+                || (count == events.count - 1 && hash == beforeLast)
+            guard confirmed else {
+                return (events, count > events.count
+                    ? "\(path) ends at event \(events.count), but events.head records event \(count): the history was cut off"
+                    : "\(path) does not match events.head (event \(count)): the history was replaced")
             }
         } else if !events.isEmpty {
             return (events, "\(home.path)/events.head is missing or unreadable")

@@ -80,10 +80,15 @@ enum ControlChannel {
     }
 
     /// Sends one request to the daemon of `storeRoot` and returns its answer text, or throws its error.
-    static func request(storeRoot: String, _ verb: String, _ argument: String) throws -> String {
+    /// - Parameter timeout: seconds to wait for the answer (nil: as long as it takes, e.g. a snapshot of a big store).
+    static func request(storeRoot: String, _ verb: String, _ argument: String, timeout: Int? = nil) throws -> String {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw UserFacingError("control socket: \(String(cString: strerror(errno)))", exitCode: ExitCodes.io) }
         defer { close(fd) }
+        if let timeout {
+            var limit = timeval(tv_sec: timeout, tv_usec: 0)
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        }
         let connected = try withAddress(storeRoot: storeRoot) { connect(fd, $0, $1) }
         guard connected == 0 else {
             throw UserFacingError("cannot reach the mount daemon of \(storeRoot): \(String(cString: strerror(errno)))", exitCode: ExitCodes.mountFailed)

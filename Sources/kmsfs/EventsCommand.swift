@@ -29,7 +29,9 @@ struct EventsCommand: ParsableCommand {
                 let fixed: Set<String> = ["seq", "time", "event", "prev", "pid", "uid"]
                 for e in events {
                     let rest = e.keys.filter { !fixed.contains($0) }.sorted().map { "\($0)=\(e[$0].map { "\($0)" } ?? "")" }
-                    writeStdout("\(e["seq"] ?? "")  \(e["time"] ?? "")  \(e["event"] ?? "")  \(rest.joined(separator: " "))  (uid \(e["uid"] ?? ""))\n")
+                    // Values may carry a KMS server's error text: no control characters reach the terminal.
+                    let line = "\(e["seq"] ?? "")  \(e["time"] ?? "")  \(e["event"] ?? "")  \(rest.joined(separator: " "))  (uid \(e["uid"] ?? ""))"
+                    writeStdout(String(line.unicodeScalars.map { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) ? "?" : Character($0) }) + "\n")
                 }
             }
             if let problem { throw UserFacingError(problem, exitCode: ExitCodes.corruptOrUnsupported) }

@@ -104,6 +104,9 @@ struct FsCommand: ParsableCommand {
                 let snapshots = SnapshotManager(store: store)
                 let mounted = table.mountpoints(ofStore: store.root)
                     + ((try? snapshots.list()) ?? []).flatMap { table.viewMountpoints(ofStore: store.root, snapshot: $0.name, lock: snapshots.paths.lock($0)) }
+                guard !StoreLock.isHeld(store.root + "/lock") || !mounted.isEmpty else {
+                    throw UserFacingError("filesystem \(name) is in use by a kmsfs process (a mount daemon, fsck or a snapshot command)", exitCode: ExitCodes.usage)
+                }
                 guard mounted.isEmpty else {
                     throw UserFacingError("filesystem \(name) (or a snapshot of it) is mounted at \(mounted.joined(separator: ", "))", hint: "kmsfs umount \(mounted[0])", exitCode: ExitCodes.usage)
                 }

@@ -30,6 +30,14 @@ struct Home {
         p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
     }
 
+    /// A mount point as the mount table writes it: absolute, symlinks resolved,
+    /// no `.`, `..`, `//` or trailing slash (a dead FUSE mount cannot be
+    /// resolved: then the path is only normalised).
+    static func mountPath(_ p: String) -> String {
+        let resolved = canonical(absolute(p))
+        return resolved == "/" ? resolved : (resolved as NSString).standardizingPath
+    }
+
     var filesystems: String { path + "/filesystems" }
     var localKey: String { path + "/local.key" }
     var kmsConfig: String { path + "/kms.json" }

@@ -50,8 +50,8 @@ struct MountCommand: ParsableCommand {
         try userErrors(onFailure: { if isChild { Daemon.report(.failure(code: $0.exitCode, message: $0.message)) } }) {
                 let home = homeOptions.resolved
                 let store = home.store(name)
-                if ifNotMounted, snapshot == nil, MountTable.current().mountpoints(ofStore: store.root).contains(Home.absolute(mountpoint)) {
-                    writeStdout("\(name) is already mounted at \(Home.absolute(mountpoint))\n")
+                if ifNotMounted, snapshot == nil, MountTable.current().mountpoints(ofStore: store.root).contains(Home.mountPath(mountpoint)) {
+                    writeStdout("\(name) is already mounted at \(Home.mountPath(mountpoint))\n")
                     return
                 }
                 let target = try checkMountpoint()
@@ -71,7 +71,7 @@ struct MountCommand: ParsableCommand {
     /// The same mount, in the foreground, for the detached child (which may
     /// have been reached through mount.kmsfs with other argument syntax).
     func childArguments(home: Home) -> [String] {
-        var args = ["kmsfs", "mount", "--home", home.path, name, Home.absolute(mountpoint), "--foreground"]
+        var args = ["kmsfs", "mount", "--home", home.path, name, Home.mountPath(mountpoint), "--foreground"]
         if readOnly { args.append("--read-only") }
         if allowOther { args.append("--allow-other") }
         if noWriteback { args.append("--no-writeback") }
@@ -87,7 +87,9 @@ struct MountCommand: ParsableCommand {
     /// The mount point must exist, be a directory, and not be mounted already
     /// (a dead kmsfs mount left by a killed daemon is cleared).
     func checkMountpoint() throws -> String {
-        let path = Home.absolute(mountpoint)
+        let path = Home.mountPath(mountpoint)
+        // The store lock records the mount point on a line of its own.
+        guard !path.contains("\n") else { throw UserFacingError("a mount point may not contain a newline", exitCode: ExitCodes.usage) }
         let table = MountTable.current()
         if let existing = table.entry(at: path) {
             var st = stat()
@@ -145,6 +147,7 @@ struct MountCommand: ParsableCommand {
         if !readOnly { fileSystem.startTimestampFlusher() }
         if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault, home: home, filesystem: name) }
         let status = session.run(maxThreads: options.maxThreads)
+        if let metrics { MountStatus.removeMetricsFile(metrics) }
         withExtendedLifetime(lock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }
     }
@@ -188,15 +191,17 @@ struct UmountCommand: ParsableCommand {
         try userErrors {
             let home = homeOptions.resolved
             let table = MountTable.current()
-            let path = Home.absolute(target)
+            let path = Home.mountPath(target)
             let mountpoint: String
             let lock: String?
-            if let entry = table.entry(at: path), entry.fsType == "fuse.kmsfs" {
-                mountpoint = path
-                lock = Self.lock(ofSource: entry.source, mountedAt: path, home: home)
-            } else if ComponentName.isValid(target), let found = table.mountpoints(ofStore: home.store(target).root).first {
+            // A bare name is the filesystem of that name first (`kmsfs umount demo` in /mnt must not
+            // unmount /mnt/demo when that is something else), a path is a mount point.
+            if !target.contains("/"), ComponentName.isValid(target), let found = table.mountpoints(ofStore: home.store(target).root).first {
                 mountpoint = found
                 lock = home.store(target).root + "/lock"
+            } else if let entry = table.entry(at: path), entry.fsType == "fuse.kmsfs" {
+                mountpoint = path
+                lock = Self.lock(ofSource: entry.source, mountedAt: path, home: home)
             } else {
                 throw UserFacingError("\(target) is neither a kmsfs mount point nor a mounted filesystem of \(home.path)", exitCode: ExitCodes.usage)
             }

@@ -12,6 +12,15 @@ import Glibc
 /// node_exporter's textfile collector (`status --prometheus`, `mount --metrics`).
 struct MountStatus {
     static let verb = "status"
+    private static let metricsStopped = Locked(false)
+
+    /// At unmount: the metrics file goes, so a collector does not keep reporting a mount that is gone.
+    static func removeMetricsFile(_ path: String) {
+        metricsStopped.withLock { stopped in
+            stopped = true
+            unlink(path)
+        }
+    }
 
     let name: String
     let store: StorePaths
@@ -124,15 +133,18 @@ struct MountStatus {
     /// beside it and renamed, mode 0644, so the collector never reads half a file).
     func startMetricsFile(_ path: String, interval: UInt32 = 5) {
         let thread = Thread {
-            while true {
+            while !Self.metricsStopped.withLock({ $0 }) {
                 let bytes = Array(Self.prometheus([report()]).utf8)
-                let temp = path + ".tmp"
-                let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+                // A new, unpredictable name beside the file (the collector's directory may be shared).
+                let temp = path + ".tmp." + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+                let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
                 if fd >= 0 {
                     fchmod(fd, 0o644)
                     let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
                     close(fd)
-                    if ok { rename(temp, path) } else { unlink(temp) }
+                    Self.metricsStopped.withLock { stopped in
+                        if ok && !stopped { rename(temp, path) } else { unlink(temp) }
+                    }
                 }
                 sleep(interval)
             }

@@ -112,7 +112,7 @@ struct SnapshotCommand: ParsableCommand {
         /// The same mount path as `kmsfs mount` (daemon, readiness, logs), serving the snapshot.
         func run() throws {
             try userErrors { _ = try target.existingStore() }
-            var arguments = ["--home", target.homeOptions.resolved.path, target.filesystem, Home.absolute(mountpoint), "--snapshot", target.snapshot]
+            var arguments = ["--home", target.homeOptions.resolved.path, target.filesystem, Home.mountPath(mountpoint), "--snapshot", target.snapshot]
             if foreground { arguments.append("--foreground") }
             if allowOther { arguments.append("--allow-other") }
             if let passphraseFile { arguments += ["--passphrase-file", Home.absolute(passphraseFile)] }

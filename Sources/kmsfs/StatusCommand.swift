@@ -25,18 +25,25 @@ struct StatusCommand: ParsableCommand {
             for name in home.filesystemNames() {
                 let root = home.store(name).root
                 guard let mountpoint = table.mountpoints(ofStore: root).first else { continue }
-                if let target, target != name, Home.absolute(target) != mountpoint { continue }
+                if let target, target != name, Home.mountPath(target) != mountpoint { continue }
                 stores.append(root)
             }
             if let target, stores.isEmpty {
                 throw UserFacingError("\(target) is not a mounted filesystem of \(home.path)", hint: "'kmsfs fs list' shows where they are mounted", exitCode: ExitCodes.notFound)
             }
-            let reports: [[String: Any]] = try stores.map { root in
-                let text = try ControlChannel.request(storeRoot: root, MountStatus.verb, "")
-                guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
-                    throw UserFacingError("the mount daemon of \(root) sent an unreadable status", exitCode: ExitCodes.internalError)
+            // One daemon that does not answer (busy with a snapshot, hung) costs its own entry, not the others'.
+            var failures: [String] = []
+            let reports: [[String: Any]] = stores.compactMap { root in
+                do {
+                    let text = try ControlChannel.request(storeRoot: root, MountStatus.verb, "", timeout: 10)
+                    guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+                        throw UserFacingError("the mount daemon of \(root) sent an unreadable status", exitCode: ExitCodes.internalError)
+                    }
+                    return object
+                } catch {
+                    failures.append("\((root as NSString).lastPathComponent): \(UserFacingError.from(error).message)")
+                    return nil
                 }
-                return object
             }
             if prometheus {
                 writeStdout(MountStatus.prometheus(reports))
@@ -45,7 +52,10 @@ struct StatusCommand: ParsableCommand {
                 writeStdout(String(decoding: data, as: UTF8.self) + "\n")
             } else {
                 for r in reports { writeStdout(Self.text(r)) }
-                if reports.isEmpty { writeStdout("no filesystem of \(home.path) is mounted\n") }
+                if reports.isEmpty && failures.isEmpty { writeStdout("no filesystem of \(home.path) is mounted\n") }
+            }
+            if !failures.isEmpty {
+                throw UserFacingError("no status from " + failures.joined(separator: "; "), exitCode: ExitCodes.mountFailed)
             }
         }
     }

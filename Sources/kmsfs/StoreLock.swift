@@ -34,9 +34,10 @@ final class StoreLock {
     func record(mountpoint: String) { write(holder: "\(getpid())\n\(mountpoint)\n") }
 
     private func write(holder text: String) {
+        // Write, then cut to length: a reader never finds the file empty.
         let bytes = Array(text.utf8)
-        ftruncate(fd, 0)
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        ftruncate(fd, off_t(bytes.count))
     }
 
     /// The pid and mount point a lock file names (whether or not it is held now).

@@ -57,4 +57,33 @@ import Testing
         try original.write(toFile: box.home + "/events.log", atomically: false, encoding: .utf8)
         #expect(try box.kmsfs("security", "events", "--verify").status == 0)
     }
+
+    @Test func aCrashMidAppendIsNotTamperingAndVerifyNeverRacesAWriter() throws {
+        let box = try Sandbox()
+        for name in ["a", "b"] { try box.create(name) }
+        let log = box.home + "/events.log", head = box.home + "/events.head"
+        // A power cut after the line but before the head: one event ahead of the head is fine.
+        let confirmed = try String(contentsOfFile: head, encoding: .utf8)
+        try box.create("c")
+        try confirmed.write(toFile: head, atomically: false, encoding: .utf8)
+        let ahead = try box.kmsfs("security", "events", "--verify")
+        #expect(ahead.status == 0, "head one behind after a crash: \(ahead.stderr)")
+        // A line cut short by a crash: dropped by the next append, which follows the last whole event.
+        let handle = try #require(FileHandle(forWritingAtPath: log))
+        handle.seekToEndOfFile()
+        handle.write(Data(#"{"event":"create","filesystem":"d","pr"#.utf8))
+        try handle.close()
+        try box.create("d")
+        let events = try JSONSerialization.jsonObject(with: Data(try box.kmsfs("security", "events", "--json").stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(events.map { $0["seq"] as? Int ?? 0 } == [1, 2, 3, 4] && events.last?["filesystem"] as? String == "d", "\(events)")
+        #expect(try box.kmsfs("security", "events", "--verify").status == 0)
+        // --verify while another process appends: never a false alarm.
+        let writer = try Harness.launch("/bin/sh", ["-c", "for i in $(seq 1 25); do KMSFS_HOME=\(box.home) \(Harness.binary) fsck a >/dev/null 2>&1; done"])
+        var alarms: [String] = []
+        while writer.isRunning {
+            let v = try box.kmsfs("security", "events", "--verify")
+            if v.status != 0 { alarms.append(v.stderr) }
+        }
+        #expect(alarms.isEmpty, "\(alarms)")
+    }
 }

@@ -61,4 +61,23 @@ import Testing
         holder.waitUntilExit()
         try box.umount()
     }
+
+    @Test func aMountPointGivenWithASlashOrASymlinkIsStillFound() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        let link = box.root + "/via-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: box.mountpoint)
+        for spelling in [box.mountpoint + "/", link, box.root + "/./mnt"] {
+            let r = try box.kmsfs("mount", "demo", spelling)
+            try #require(r.status == 0, "mount \(spelling): \(r.stderr)")
+            let list = try JSONSerialization.jsonObject(with: Data(try box.kmsfs("fs", "list", "--json").stdout.utf8)) as? [[String: String]] ?? []
+            #expect(list.first?["mounted"] == box.mountpoint, "\(spelling): \(list)")
+            #expect(try box.kmsfs("status", spelling).status == 0, "status \(spelling)")
+            let delete = try box.kmsfs("fs", "delete", "demo", "--yes")
+            #expect(delete.status == 64 && FileManager.default.fileExists(atPath: box.store), "delete of a mounted filesystem: \(delete.stderr)")
+            #expect(try box.kmsfs("umount", spelling).status == 0, "umount \(spelling)")
+            #expect(!MountInfo.isMounted(box.mountpoint))
+        }
+    }
 }
