@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
+# InstallTests runs scripts/install.sh, which needs the man page generator built outside `swift test`.
+KMSFS_MANUAL_TOOL=$(scripts/install.sh --print-manual-tool)
+export KMSFS_MANUAL_TOOL
 for sanitizer in "${@:-address thread}"; do
   for s in $sanitizer; do
     echo "== $s sanitizer"

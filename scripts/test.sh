@@ -11,7 +11,8 @@ scripts/lint.sh
 swift build --build-tests
 # InstallTests runs scripts/install.sh inside `swift test`, which holds .build:
 # build the man page generator now and hand its path over.
-export KMSFS_MANUAL_TOOL=$(scripts/install.sh --print-manual-tool)
+KMSFS_MANUAL_TOOL=$(scripts/install.sh --print-manual-tool)
+export KMSFS_MANUAL_TOOL
 markers=$(mktemp -d)
 status=0
 # Every test server inherits this tag, so the check below finds this run's leftovers only.

@@ -142,8 +142,8 @@ struct MountStatus {
                     fchmod(fd, 0o644)
                     let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
                     close(fd)
-                    Self.metricsStopped.withLock { stopped in
-                        if ok && !stopped { rename(temp, path) } else { unlink(temp) }
+                    Self.metricsStopped.withLock { stopped -> Void in
+                        if ok && !stopped { _ = rename(temp, path) } else { _ = unlink(temp) }
                     }
                 }
                 sleep(interval)
