@@ -52,6 +52,6 @@ let package = Package(
         .testTarget(name: "KeyVaultTests", dependencies: ["KeyVault", "HTTPTransport", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "MetaStoreTests", dependencies: ["MetaStore", "BlockCipher", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "SnapExportTests", dependencies: ["SnapExport", "BlockCipher", "HTTPTransport", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "IntegrationTests", dependencies: ["kmsfs"], exclude: ["Scripts"], swiftSettings: swiftSettings),
+        .testTarget(name: "IntegrationTests", dependencies: ["kmsfs"], exclude: ["Scripts", "Fixtures"], swiftSettings: swiftSettings),
     ]
 )
