@@ -53,25 +53,25 @@ enum AuditLog {
     /// A line cut short by a crash (no newline at the end of the file) was never
     /// a complete event: it is cut off, so the next event follows the last whole one.
     private static func dropTornTail(_ fd: Int32) {
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_size > 0 else { return }
-        var byte: UInt8 = 0
-        guard pread(fd, &byte, 1, off_t(st.st_size - 1)) == 1, byte != 0x0a else { return }
-        let window = min(Int(st.st_size), 1 << 20)
-        var buffer = [UInt8](repeating: 0, count: window)
-        guard buffer.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, window, off_t(Int(st.st_size) - window)) }) == window else { return }
-        let keep = buffer.lastIndex(of: 0x0a).map { Int(st.st_size) - window + $0 + 1 } ?? (window == Int(st.st_size) ? 0 : Int(st.st_size))
+        guard let (buffer, start, size) = tail(fd), buffer.last != 0x0a else { return }
+        let keep = buffer.lastIndex(of: 0x0a).map { start + $0 + 1 } ?? (start == 0 ? 0 : size)
         _ = ftruncate(fd, off_t(keep))
     }
 
-    /// The last complete line of the file (without its newline), reading at most 1 MiB back.
-    private static func lastLine(_ fd: Int32) -> [UInt8]? {
+    /// The file's last 1 MiB (or all of it), where it starts, and the file's size.
+    private static func tail(_ fd: Int32) -> (bytes: [UInt8], start: Int, size: Int)? {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_size > 0 else { return nil }
         let size = Int(st.st_size), window = min(size, 1 << 20)
         var buffer = [UInt8](repeating: 0, count: window)
         guard buffer.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, window, off_t(size - window)) }) == window else { return nil }
-        var end = window
+        return (buffer, size - window, size)
+    }
+
+    /// The last complete line of the file (without its newline).
+    private static func lastLine(_ fd: Int32) -> [UInt8]? {
+        guard let (buffer, _, _) = tail(fd) else { return nil }
+        var end = buffer.count
         while end > 0 && buffer[end - 1] == 0x0a { end -= 1 }
         guard end > 0 else { return nil }
         let start = buffer[..<end].lastIndex(of: 0x0a).map { $0 + 1 } ?? 0

@@ -55,14 +55,7 @@ enum DaemonLaunch {
     /// In the daemon: reads the secrets from stdin (to EOF, at most 64 KiB),
     /// installs them, and points stdin at /dev/null.
     static func receiveSecrets() {
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < 1 << 16 {
-            let n = read(0, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            bytes += buffer[0..<n]
-        }
+        var bytes = SecretInput.readAll(0) ?? []
         var secrets: [String: String] = [:]
         for line in bytes.split(separator: 0x0a) {
             let parts = line.split(separator: 0x20, maxSplits: 1)
@@ -72,7 +65,6 @@ enum DaemonLaunch {
             wipe(&value)
         }
         wipe(&bytes)
-        wipe(&buffer)
         ProcessEnvironment.install(secrets)
         let null = open("/dev/null", O_RDONLY)
         if null >= 0 {

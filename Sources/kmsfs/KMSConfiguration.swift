@@ -141,11 +141,15 @@ enum TokenSeal {
 }
 
 /// Whole-file replacement that never leaves a torn file: temp, fsync, rename, fsync dir.
+/// The temporary name is random and created O_EXCL|O_NOFOLLOW (the directory
+/// may be shared, e.g. a metrics textfile directory); `mode` is set exactly,
+/// whatever the umask.
 enum AtomicFile {
     static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws {
-        let temp = path + ".tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        let temp = path + ".tmp." + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw UserFacingError("cannot write \(temp): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io) }
+        fchmod(fd, mode)
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd) == 0
         close(fd)

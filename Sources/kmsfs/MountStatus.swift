@@ -135,16 +135,9 @@ struct MountStatus {
         let thread = Thread {
             while !Self.metricsStopped.withLock({ $0 }) {
                 let bytes = Array(Self.prometheus([report()]).utf8)
-                // A new, unpredictable name beside the file (the collector's directory may be shared).
-                let temp = path + ".tmp." + String(UInt64.random(in: 0...UInt64.max), radix: 16)
-                let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-                if fd >= 0 {
-                    fchmod(fd, 0o644)
-                    let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
-                    close(fd)
-                    Self.metricsStopped.withLock { stopped -> Void in
-                        if ok && !stopped { _ = rename(temp, path) } else { _ = unlink(temp) }
-                    }
+                // Under the lock, so an unmount's removal is never undone by a write in flight.
+                Self.metricsStopped.withLock { stopped in
+                    if !stopped { try? AtomicFile.write(bytes, to: path, mode: 0o644) }
                 }
                 sleep(interval)
             }

@@ -31,6 +31,12 @@ enum SecretInput {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        return readAll(fd)
+    }
+
+    /// Everything `fd` gives until EOF, at most 64 KiB, in one array (no
+    /// reallocation that would leave an unwiped copy); nil on a read error.
+    static func readAll(_ fd: Int32) -> [UInt8]? {
         var bytes = [UInt8](repeating: 0, count: 64 << 10)
         var count = 0
         while count < bytes.count {

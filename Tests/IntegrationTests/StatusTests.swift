@@ -8,12 +8,8 @@ import Testing
     @Test func statusJSONPrometheusAndMetricsFile() throws {
         guard Harness.fuseAvailable() else { return }
         let box = try Sandbox()
-        try box.create()
-        try box.mount()
-        try box.write("victim", "v")
-        try box.umount()
         // One inode with an impossible size: a stat of it is an EIO the status must count.
-        #expect(try Harness.run("/usr/bin/sqlite3", [box.store + "/meta.db", "UPDATE inodes SET size = -1 WHERE ino = (SELECT max(ino) FROM inodes)"]).status == 0)
+        try box.demoWithImpossibleSize()
         let metrics = box.root + "/kmsfs.prom"
         try box.mount("demo", ["--metrics", metrics])
         #expect(try Harness.shell("dd if=/dev/urandom of=\(box.mountpoint)/f bs=64k count=16 conv=fsync status=none").status == 0)
