@@ -18,24 +18,28 @@ final class CipherContext: @unchecked Sendable {
     deinit { EVP_CIPHER_CTX_free(ctx) }
 }
 
-/// A small free list of keyed contexts, so concurrent FUSE threads each get
-/// their own without re-running the key schedule per request.
-final class CipherContextPool: Sendable {
-    private let cipher: FetchedCipher
-    private let key: SecretBytes
-    private let encrypt: Bool
-    private let free = Locked<[CipherContext]>([])
+/// A small free list of keyed contexts (cipher or MAC), so concurrent FUSE
+/// threads each get their own without re-running the key schedule per request.
+final class ContextPool<Context: Sendable>: Sendable {
+    private let make: @Sendable () throws -> Context
+    private let free = Locked<[Context]>([])
 
-    init(cipher: FetchedCipher, key: SecretBytes, encrypt: Bool) {
-        self.cipher = cipher
-        self.key = key
-        self.encrypt = encrypt
+    init(make: @escaping @Sendable () throws -> Context) {
+        self.make = make
     }
 
-    func with<R>(_ body: (CipherContext) throws -> R) throws -> R {
-        let context = try free.withLock { $0.popLast() } ?? CipherContext(cipher: cipher.handle, key: key, encrypt: encrypt)
+    func with<R>(_ body: (Context) throws -> R) throws -> R {
+        let context = try free.withLock { $0.popLast() } ?? make()
         defer { free.withLock { $0.append(context) } }
         return try body(context)
+    }
+}
+
+typealias CipherContextPool = ContextPool<CipherContext>
+
+extension ContextPool where Context == CipherContext {
+    convenience init(cipher: FetchedCipher, key: SecretBytes, encrypt: Bool) {
+        self.init { try CipherContext(cipher: cipher.handle, key: key, encrypt: encrypt) }
     }
 }
 

@@ -37,10 +37,17 @@ extension FileSystem {
         if table.release(ino), let a = try? metadata.attributes(ino) { purgeIfUnreferenced(a) }
     }
 
-    /// fsync: the ciphertext file, then the metadata (WAL checkpoint).
+    /// fsync: the tag and ciphertext files, then the metadata (WAL checkpoint).
+    /// Tags written before the sync settle after it (old unit copies stop
+    /// verifying); the sync itself runs without the inode lock.
     public func fsync(_ ino: InodeNumber, dataOnly: Bool) throws {
         try run("fsync \(ino)") {
-            if let inode = table.handle(ino) { try inode.data.sync(dataOnly: dataOnly) }
+            if let inode = table.handle(ino) {
+                let unsettled = inode.lock.reading { inode.data.unsettledTags() }
+                try inode.data.sync(dataOnly: dataOnly)
+                // The data is durable now; settling only narrows how long old unit copies verify.
+                do { try inode.lock.writing { try inode.data.settle(unsettled) } } catch { FuseLog.error("settling unit tags of inode \(ino): \(error)") }
+            }
             try metadata.sync()
         }
     }

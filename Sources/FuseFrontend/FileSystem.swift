@@ -40,8 +40,9 @@ public final class FileSystem: Sendable {
         return orphans.count
     }
 
-    /// Flushes pending metadata; called at unmount.
+    /// Flushes pending metadata and settles the tags of closed files; called at unmount.
     public func shutdown() {
+        do { try dataStore.settleClosedFiles() } catch { FuseLog.error("settling unit tags at unmount: \(error)") }
         do { try metadata.sync() } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
     }
 

@@ -49,16 +49,18 @@ extension Catalog {
         var out = [DirectoryEntry]()
         if cookie < 1 { out.append(DirectoryEntry(name: [0x2e], attributes: dir, cookie: 1)) }
         if cookie < 2 { out.append(DirectoryEntry(name: [0x2e, 0x2e], attributes: try attributes(dir.parent), cookie: 2)) }
-        var rows = [(Int64, [UInt8], InodeAttributes)]()
+        var found = [(Int64, [UInt8], InodeAttributes)]()
         try db.query("""
-            SELECT e.id, e.name, \(MetadataSchema.inodeColumnsOfI) FROM entries e JOIN inodes i ON i.ino = e.ino
+            SELECT e.id, e.name, \(rows.keys == nil ? "NULL" : "e.tag"), \(rows.inodeColumns("i.")) FROM entries e JOIN inodes i ON i.ino = e.ino
             WHERE e.parent = ? AND e.id > ? ORDER BY e.id LIMIT ?
             """, [.int(Int64(ino.rawValue)), .int(max(0, cookie - 2)), .int(Int64(limit))]) { row in
             // The id is the readdir cookie (id + 2) and is not covered by the name's SIV tag.
             guard (1..<InodeAttributes.maxInodeNumber).contains(row.int(0)) else { throw MetaStoreError.corruptRecord(what: "directory entry \(row.int(0)) in inode \(ino)") }
-            rows.append((row.int(0), row.blob(1), try Self.decode(row, from: 2)))
+            let attributes = try rows.decode(row, from: 3)
+            try rows.verifyEntry(parent: ino, sealedName: row.blob(1), ino: attributes.ino, tag: row.blob(2))
+            found.append((row.int(0), row.blob(1), attributes))
         }
-        for (id, sealed, stored) in rows {
+        for (id, sealed, stored) in found {
             let attributes = cache[stored.ino.rawValue] ?? stored
             out.append(DirectoryEntry(name: try openName(sealed, parent: ino), attributes: attributes, cookie: id + 2))
         }

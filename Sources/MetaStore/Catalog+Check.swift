@@ -36,7 +36,9 @@ extension Catalog {
         let invalid = try invalidRows()
         if !invalid.isEmpty {
             report.problems += invalid
-            report.unrepairable.append("the metadata holds rows kmsfs never writes (edited or damaged); restore it from a snapshot export")
+            report.unrepairable.append(invalid.contains(where: { $0.hasPrefix("tampered:") })
+                ? "the metadata was tampered with: rows do not authenticate; restore it from a snapshot export"
+                : "the metadata holds rows kmsfs never writes (edited or damaged); restore it from a snapshot export")
             return report
         }
         var counterRaise: UInt64?
@@ -112,7 +114,7 @@ extension Catalog {
         guard repair else { return report }
         try transaction {
             if let counterRaise {
-                try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)", [.int(Int64(counterRaise))])
+                try writeCounters(nextIno: counterRaise)
                 nextIno = counterRaise
                 reservedIno = counterRaise
                 report.repairs.append("raised the next inode number to \(counterRaise)")
@@ -122,7 +124,9 @@ extension Catalog {
                 report.repairs.append("removed entry \(id)")
             }
             for (ino, nlink) in nlinkFixes {
-                try db.query("UPDATE inodes SET nlink = ? WHERE ino = ?", [.int(Int64(nlink)), .int(ino)])
+                var node = try attributes(InodeNumber(UInt64(bitPattern: ino)))
+                node.nlink = nlink
+                try store(node)
                 report.repairs.append("set the link count of inode \(ino) to \(nlink)")
             }
             for ino in purges {

@@ -71,7 +71,7 @@ extension Catalog {
                 replaced = target
             }
             try db.query("DELETE FROM entries WHERE parent = ? AND name = ?", [.int(Int64(parent.rawValue)), .blob(oldSealed)])
-            try db.query("INSERT INTO entries(parent, name, ino) VALUES(?,?,?)", [.int(Int64(newParent.rawValue)), .blob(newSealed), .int(Int64(sourceIno.rawValue))])
+            try insertEntry(newParent, newSealed, sourceIno)
             if source.isDirectory && parent != newParent {
                 source.parent = newParent
                 try adjustParents(parent, newParent, delta: 1, now: now)
@@ -95,10 +95,6 @@ extension Catalog {
             if steps > 1_000_000 { throw MetaStoreError.corruptRecord(what: "parent chain of inode \(newParent)") }
         }
         if directory == .root { throw MetaStoreError.posix(EINVAL) }
-    }
-
-    private func setEntry(_ parent: InodeNumber, _ sealed: [UInt8], to ino: InodeNumber) throws {
-        try db.query("UPDATE entries SET ino = ? WHERE parent = ? AND name = ?", [.int(Int64(ino.rawValue)), .int(Int64(parent.rawValue)), .blob(sealed)])
     }
 
     /// Updates both parents' times; `delta` subdirectories move from old to new parent.

@@ -19,13 +19,29 @@ extension Catalog {
                 if out.count < Self.invalidRowLimit { out.append(describe(row)) }
             }
         }
-        try add("SELECT key FROM meta WHERE key NOT IN ('schema_version', 'next_ino') OR typeof(value) != 'integer'") { "meta key '\($0.text(0))' is not kmsfs's" }
+        let integrity = rows.keys != nil
+        let metaKeys = integrity ? "'schema_version', 'next_ino', 'generation'" : "'schema_version', 'next_ino'"
+        try add("SELECT key FROM meta WHERE key NOT IN (\(metaKeys)) OR typeof(value) != 'integer'") { "meta key '\($0.text(0))' is not kmsfs's" }
+        if integrity {
+            try add("SELECT key FROM seals WHERE key != 'counters' OR typeof(value) != 'blob'") { "seal '\($0.text(0))' is not kmsfs's" }
+        }
         // SQLite stores any type in any column: each must hold what kmsfs writes.
         let integers = MetadataSchema.inodeColumns.split(separator: ",").map { "typeof(\($0.filter { $0 != " " })) != 'integer'" }
-        try add("SELECT ino FROM inodes WHERE " + integers.joined(separator: " OR ")) { "inode \($0.int(0)) has a non-integer attribute" }
-        try db.query("SELECT \(MetadataSchema.inodeColumns) FROM inodes") { row in
+            + (integrity ? ["typeof(sealed) != 'blob'"] : [])
+        try add("SELECT ino FROM inodes WHERE " + integers.joined(separator: " OR ")) { "inode \($0.int(0)) has a column of the wrong type" }
+        try db.query("SELECT \(rows.inodeColumns()) FROM inodes") { row in
             guard out.count < Self.invalidRowLimit else { return }
-            do { _ = try Self.decode(row, from: 0) } catch { out.append("inode \(row.int(0)) has impossible attribute values") }
+            do { _ = try rows.decode(row, from: 0) } catch MetaStoreError.tampered(let what) { out.append("tampered: \(what)") } catch {
+                out.append("inode \(row.int(0)) has impossible attribute values")
+            }
+        }
+        if integrity {
+            try db.query("SELECT id, parent, name, ino, tag FROM entries") { row in
+                guard out.count < Self.invalidRowLimit else { return }
+                do {
+                    try rows.verifyEntry(parent: InodeNumber(UInt64(bitPattern: row.int(1))), sealedName: row.blob(2), ino: InodeNumber(UInt64(bitPattern: row.int(3))), tag: row.blob(4))
+                } catch { out.append("tampered: directory entry \(row.int(0)) in inode \(row.int(1)) naming inode \(row.int(3)): its tag does not verify") }
+            }
         }
         // A file's parent field is a hint that may name a directory long gone; a linked directory's is its "..".
         try add("""

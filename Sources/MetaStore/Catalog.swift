@@ -10,6 +10,8 @@ final class Catalog: @unchecked Sendable {
     static let nameMax = 255
     let db: SQLiteDatabase
     let names: NameCipher
+    /// Schema 1 or 2: how rows are written and checked.
+    let rows: RowCodec
     var cache: [UInt64: InodeAttributes] = [:]
     /// Inodes whose timestamps changed in memory only (writes that did not grow the file).
     var dirty: Set<UInt64> = []
@@ -20,14 +22,27 @@ final class Catalog: @unchecked Sendable {
     /// (an inode number is also the file id in the XTS tweak).
     var reservedIno: UInt64
     static let inodeBatch: UInt64 = 256
+    /// The store's generation (schema 2; 0 on schema 1): it only grows, at
+    /// every sync, snapshot and unmount, and is anchored outside the store so
+    /// that a rolled-back store is refused (docs/FORMAT.md "Rollback").
+    private(set) var generation: UInt64 = 0
 
-    init(db: SQLiteDatabase, names: NameCipher, tolerateCounter: Bool = false) throws {
+    init(db: SQLiteDatabase, names: NameCipher, rows: RowCodec, tolerateCounter: Bool = false) throws {
         self.db = db
         self.names = names
+        self.rows = rows
         let counter = try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 0
         highestIno = try db.scalar("SELECT max(ino) FROM inodes") ?? 0
         nextIno = UInt64(max(counter, 0))
         reservedIno = nextIno
+        if rows.keys != nil {
+            generation = UInt64(max(0, try db.scalar("SELECT value FROM meta WHERE key = 'generation'") ?? 0))
+            var tag: [UInt8] = []
+            try db.query("SELECT value FROM seals WHERE key = 'counters'") { tag = $0.blob(0) }
+            guard MessageAuthenticator.equal(try rows.countersTag(generation: generation, nextIno: nextIno), tag) else {
+                throw MetaStoreError.tampered(what: "the metadata's counters (generation \(generation), next inode \(nextIno)) do not authenticate")
+            }
+        }
         // Inode numbers are file ids in the XTS tweak: a counter at or below an
         // inode in use would hand out a number twice. Only fsck (to report and
         // raise it) may open such a database.
@@ -53,52 +68,51 @@ final class Catalog: @unchecked Sendable {
         }
     }
 
+    /// Writes the stored next inode number (and, on schema 2, the counters' tag).
+    func writeCounters(nextIno stored: UInt64) throws {
+        try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)", [.int(Int64(bitPattern: stored))])
+        try writeCountersTag(generation: generation, nextIno: stored)
+    }
+
+    private func writeCountersTag(generation: UInt64, nextIno stored: UInt64) throws {
+        guard rows.keys != nil else { return }
+        try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('generation', ?)", [.int(Int64(bitPattern: generation))])
+        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('counters', ?)", [.blob(rows.countersTag(generation: generation, nextIno: stored))])
+    }
+
+    /// Moves the generation up by one, in its own transaction (schema 2 only).
+    func advanceGeneration() throws {
+        guard rows.keys != nil else { return }
+        let next = generation + 1
+        try transaction { try writeCountersTag(generation: next, nextIno: reservedIno) }
+        generation = next
+    }
+
     // MARK: inodes
 
     func attributes(_ ino: InodeNumber) throws -> InodeAttributes {
         if let a = cache[ino.rawValue] { return a }
         var found: InodeAttributes?
-        try db.query("SELECT \(MetadataSchema.inodeColumns) FROM inodes WHERE ino = ?", [.int(Int64(bitPattern: ino.rawValue))]) { found = try Self.decode($0, from: 0) }
+        try db.query("SELECT \(rows.inodeColumns()) FROM inodes WHERE ino = ?", [.int(Int64(bitPattern: ino.rawValue))]) { found = try rows.decode($0, from: 0) }
         guard let found else { throw MetaStoreError.posix(ENOENT) }
         cache[ino.rawValue] = found
         return found
-    }
-
-    /// Decodes an inode row, refusing any value kmsfs never writes: a hostile
-    /// row (size -1, a mode with unknown type bits) is an EIO for that inode,
-    /// never a trap further on.
-    static func decode(_ row: SQLRow, from c: Int32) throws -> InodeAttributes {
-        let ino = row.int(c), mode = row.int(c + 1), nlink = row.int(c + 2), uid = row.int(c + 3), gid = row.int(c + 4)
-        let rdev = row.int(c + 5), size = row.int(c + 6), parent = row.int(c + 10)
-        guard (1..<InodeAttributes.maxInodeNumber).contains(ino), (1..<InodeAttributes.maxInodeNumber).contains(parent), (0...0o177777).contains(mode), InodeAttributes.validTypes.contains(UInt32(mode) & UInt32(S_IFMT)),
-              (0...Int64(UInt32.max)).contains(nlink), (0...Int64(UInt32.max)).contains(uid), (0...Int64(UInt32.max)).contains(gid),
-              rdev >= 0, size >= 0
-        else { throw MetaStoreError.corruptRecord(what: "inode \(ino) (impossible attribute values)") }
-        return InodeAttributes(ino: InodeNumber(UInt64(ino)), mode: UInt32(mode), nlink: UInt32(nlink), uid: UInt32(uid), gid: UInt32(gid),
-                               rdev: UInt64(rdev), size: UInt64(size), atime: Timestamp(packed: row.int(c + 7)),
-                               mtime: Timestamp(packed: row.int(c + 8)), ctime: Timestamp(packed: row.int(c + 9)), parent: InodeNumber(UInt64(parent)))
     }
 
     /// Creates an inode row: a plain INSERT, so a number already in use (a
     /// counter that was rolled back or edited) fails instead of replacing a file.
     func insert(_ a: InodeAttributes) throws {
         do {
-            try db.query("INSERT INTO inodes(\(MetadataSchema.inodeColumns)) VALUES(?,?,?,?,?,?,?,?,?,?,?)", Self.bindings(a))
+            try db.query("INSERT INTO inodes(\(rows.inodeColumns())) VALUES(\(rows.inodePlaceholders))", rows.bindings(a))
         } catch MetaStoreError.database(_, let message) where message.contains("UNIQUE") {
             throw MetaStoreError.untrustedMetadata(path: db.path, problem: "hands out inode number \(a.ino), which is in use")
         }
         cache[a.ino.rawValue] = a
     }
 
-    static func bindings(_ a: InodeAttributes) -> [SQLValue] {
-        [.int(Int64(bitPattern: a.ino.rawValue)), .int(Int64(a.mode)), .int(Int64(a.nlink)), .int(Int64(a.uid)), .int(Int64(a.gid)),
-         .int(Int64(bitPattern: a.rdev)), .int(Int64(bitPattern: a.size)), .int(a.atime.packed), .int(a.mtime.packed),
-         .int(a.ctime.packed), .int(Int64(bitPattern: a.parent.rawValue))]
-    }
-
     /// Writes an inode through to SQLite and the cache.
     func store(_ a: InodeAttributes) throws {
-        try db.query("INSERT OR REPLACE INTO inodes(\(MetadataSchema.inodeColumns)) VALUES(?,?,?,?,?,?,?,?,?,?,?)", Self.bindings(a))
+        try db.query("INSERT OR REPLACE INTO inodes(\(rows.inodeColumns())) VALUES(\(rows.inodePlaceholders))", rows.bindings(a))
         cache[a.ino.rawValue] = a
         dirty.remove(a.ino.rawValue)
     }
@@ -128,10 +142,33 @@ final class Catalog: @unchecked Sendable {
         }
     }
 
-    /// The inode a name points to in `parent`, or nil.
+    /// The inode a name points to in `parent`, or nil; on schema 2 only if the entry's tag verifies.
     func entry(_ parent: InodeNumber, _ sealed: [UInt8]) throws -> InodeNumber? {
-        try db.scalar("SELECT ino FROM entries WHERE parent = ? AND name = ?", [.int(Int64(bitPattern: parent.rawValue)), .blob(sealed)])
-            .map { InodeNumber(UInt64(bitPattern: $0)) }
+        var found: (InodeNumber, [UInt8])?
+        try db.query("SELECT \(rows.keys == nil ? "ino" : "ino, tag") FROM entries WHERE parent = ? AND name = ?",
+                     [.int(Int64(bitPattern: parent.rawValue)), .blob(sealed)]) { found = (InodeNumber(UInt64(bitPattern: $0.int(0))), rows.keys == nil ? [] : $0.blob(1)) }
+        guard let (ino, tag) = found else { return nil }
+        try rows.verifyEntry(parent: parent, sealedName: sealed, ino: ino, tag: tag)
+        return ino
+    }
+
+    /// Adds a name (and on schema 2 its tag, binding it to `ino`).
+    func insertEntry(_ parent: InodeNumber, _ sealed: [UInt8], _ ino: InodeNumber) throws {
+        let columns = rows.entryColumns
+        try db.query("INSERT INTO entries(\(columns)) VALUES(\(columns.split(separator: ",").map { _ in "?" }.joined(separator: ",")))",
+                     try rows.entryBindings(parent: parent, sealedName: sealed, ino: ino))
+    }
+
+    /// Points an existing name at another inode (rename exchange).
+    func setEntry(_ parent: InodeNumber, _ sealed: [UInt8], to ino: InodeNumber) throws {
+        let where_ = "WHERE parent = ? AND name = ?"
+        let key: [SQLValue] = [.int(Int64(bitPattern: parent.rawValue)), .blob(sealed)]
+        if rows.keys == nil {
+            try db.query("UPDATE entries SET ino = ? \(where_)", [.int(Int64(bitPattern: ino.rawValue))] + key)
+        } else {
+            try db.query("UPDATE entries SET ino = ?, tag = ? \(where_)",
+                         [.int(Int64(bitPattern: ino.rawValue)), .blob(try rows.entryTag(parent: parent, sealedName: sealed, ino: ino))] + key)
+        }
     }
 
     func directory(_ ino: InodeNumber) throws -> InodeAttributes {
@@ -179,9 +216,9 @@ final class Catalog: @unchecked Sendable {
             var newReserve: UInt64?
             if nextIno >= reservedIno {
                 newReserve = nextIno + Self.inodeBatch
-                try db.query("UPDATE meta SET value = ? WHERE key = 'next_ino'", [.int(Int64(newReserve!))])
+                try writeCounters(nextIno: newReserve!)
             }
-            try db.query("INSERT INTO entries(parent, name, ino) VALUES(?,?,?)", [.int(Int64(parent.rawValue)), .blob(sealed), .int(Int64(ino.rawValue))])
+            try insertEntry(parent, sealed, ino)
             if let target = symlinkTarget {
                 guard !target.isEmpty, target.count <= 4095 else { throw MetaStoreError.posix(target.isEmpty ? ENOENT : ENAMETOOLONG) }
                 try db.query("INSERT INTO symlinks(ino, target) VALUES(?,?)", [.int(Int64(ino.rawValue)), .blob(names.seal(target, associatedData: [0x6c] + le64(ino.rawValue)))])
@@ -204,7 +241,7 @@ final class Catalog: @unchecked Sendable {
             let sealed = try sealName(newName, parent: newParent)
             guard try entry(newParent, sealed) == nil else { throw MetaStoreError.posix(EEXIST) }
             let now = Timestamp.now()
-            try db.query("INSERT INTO entries(parent, name, ino) VALUES(?,?,?)", [.int(Int64(newParent.rawValue)), .blob(sealed), .int(Int64(ino.rawValue))])
+            try insertEntry(newParent, sealed, ino)
             try node.adjustLinks(by: 1)
             node.ctime = now
             try store(node)

@@ -27,17 +27,27 @@ public final class DataFile: @unchecked Sendable {
     /// This file's delta in the newest snapshot, for the preserver's epoch `deltaEpoch`.
     private var delta: DeltaWriter?
     private var deltaEpoch: UInt64 = 0
+    /// The units' tags (integrity on, live filesystem); nil for XTS only.
+    let tags: UnitTags?
+    /// Where tags still waiting to settle go when the file is closed.
+    private let store: DataStore?
 
-    init(fd: Int32, id: FileID, cipher: XTSCipher, path: String, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil) {
+    init(fd: Int32, id: FileID, cipher: XTSCipher, path: String, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil,
+         tags: UnitTags? = nil, store: DataStore? = nil) {
         self.fd = fd
         self.id = id
         self.cipher = cipher
         self.path = path
         self.preserver = preserver
         self.overlay = overlay
+        self.tags = tags
+        self.store = store
     }
 
-    deinit { if fd >= 0 { close(fd) } }
+    deinit {
+        if fd >= 0 { close(fd) }
+        if let tags, !tags.pending.isEmpty { store?.adoptUnsettled(id, tags.pending) }
+    }
 
     /// Copy-before-write: called before units in `units` change on disk.
     func preserve(_ units: Range<UInt64>) throws {
@@ -55,11 +65,14 @@ public final class DataFile: @unchecked Sendable {
     /// ciphertext file becomes the snapshot's whole copy (O(1), not a copy)
     /// and a new empty one takes its place. Returns false if not applicable.
     private func retireForTruncation() throws -> Bool {
-        guard let preserver, try preserver.keepWhole(id.rawValue, livePath: path) else { return false }
+        guard let preserver, preserver.needsWhole(id.rawValue) else { return false }
+        try tags?.prepareHoles(0..<(currentBackingSize() + UInt64(Self.unit) - 1) / UInt64(Self.unit))
+        guard try preserver.keepWhole(id.rawValue, livePath: path) else { return false }
         let fresh = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fresh >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
         close(fd)
         fd = fresh
+        try tags?.trim(units: 0)
         delta = nil
         deltaEpoch = preserver.current.epoch
         return true
@@ -111,7 +124,7 @@ public final class DataFile: @unchecked Sendable {
         (buffer.baseAddress! + skip).copyMemory(from: data.baseAddress!, byteCount: data.count)
         try cipher.encrypt(UnsafeRawBufferPointer(buffer), into: buffer, fileID: id, firstBlock: BlockIndex(first))
         try preserve(first..<last + 1)
-        try writeAll(UnsafeRawBufferPointer(buffer), at: first * UInt64(Self.unit))
+        try writeUnits(UnsafeRawBufferPointer(buffer), first: first)
     }
 
     /// Changes the length from `oldSize` to `newSize`: when shrinking, the
@@ -128,14 +141,17 @@ public final class DataFile: @unchecked Sendable {
                 (buffer.baseAddress! + keep).initializeMemory(as: UInt8.self, repeating: 0, count: Self.unit - keep)
                 try cipher.encrypt(UnsafeRawBufferPointer(buffer), into: buffer, fileID: id, firstBlock: BlockIndex(index))
                 try preserve(index..<index + 1)
-                try writeAll(UnsafeRawBufferPointer(buffer), at: index * unit)
+                try writeUnits(UnsafeRawBufferPointer(buffer), first: index)
             }
         }
         let backing = (newSize + unit - 1) / unit * unit
         let current = currentBackingSize()
         if newSize < oldSize || backing < current {
-            try preserve(backing / unit..<max(backing, (current + unit - 1) / unit * unit) / unit)
+            let cut = backing / unit..<max(backing, (current + unit - 1) / unit * unit) / unit
+            try preserve(cut)
+            try tags?.prepareHoles(cut)
             guard ftruncate(fd, off_t(backing)) == 0 else { throw MetaStoreError.io(operation: "ftruncate", path: path, errno: errno) }
+            try tags?.trim(units: backing / unit)
         }
     }
 
@@ -149,6 +165,7 @@ public final class DataFile: @unchecked Sendable {
         let lastWhole = end / unit
         if firstWhole < lastWhole {
             try preserve(firstWhole..<lastWhole)
+            try tags?.prepareHoles(firstWhole..<lastWhole)
             let rc = fallocate(fd, CLINUX_FALLOC_FL_PUNCH_HOLE | CLINUX_FALLOC_FL_KEEP_SIZE, off_t(firstWhole * unit), off_t((lastWhole - firstWhole) * unit))
             guard rc == 0 else { throw MetaStoreError.io(operation: "fallocate(punch)", path: path, errno: errno) }
         }
@@ -177,10 +194,22 @@ public final class DataFile: @unchecked Sendable {
         }
     }
 
-    /// fdatasync (or fsync) of the ciphertext file.
+    /// fdatasync (or fsync) of the tag file and the ciphertext file.
     public func sync(dataOnly: Bool) throws {
         if let injected = FaultInjection.failure(.fsync) { throw MetaStoreError.io(operation: "fsync", path: path, errno: injected) }
+        try tags?.sync()
         guard (dataOnly ? fdatasync(fd) : fsync(fd)) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
+    }
+
+    /// Tags written since the last settle: take them (under the inode's
+    /// shared lock) before `sync`, and `settle` them after it.
+    public func unsettledTags() -> UnsettledTags { UnsettledTags(units: tags?.pending ?? [:]) }
+
+    /// Forgets the previous tags of units in `unsettled` that did not change
+    /// since: their current content is durable now. Under the inode's exclusive lock.
+    public func settle(_ unsettled: UnsettledTags) throws {
+        guard let tags, !unsettled.units.isEmpty else { return }
+        try tags.settle(unsettled.units)
     }
 
     // MARK: unit I/O
@@ -190,6 +219,7 @@ public final class DataFile: @unchecked Sendable {
     func readUnits(into buffer: UnsafeMutableRawBufferPointer, first: UInt64) throws -> Bool {
         if let injected = FaultInjection.failure(.read) { throw MetaStoreError.io(operation: "read", path: path, errno: injected) }
         try readCiphertext(into: buffer, first: first)
+        try tags?.verify(UnsafeRawBufferPointer(buffer), first: first)
         // Decrypt runs of non-hole units with one call each.
         let units = buffer.count / Self.unit
         var anyData = false
@@ -224,10 +254,28 @@ public final class DataFile: @unchecked Sendable {
         return acc == 0
     }
 
+    /// Writes whole units of ciphertext, their tags first (see UnitTags).
+    func writeUnits(_ ciphertext: UnsafeRawBufferPointer, first: UInt64) throws {
+        let crowded = try tags?.prepare(first: first, count: ciphertext.count / Self.unit, ciphertext: ciphertext) ?? false
+        try writeAll(ciphertext, at: first * UInt64(Self.unit))
+        if crowded, let tags {
+            // Bounds memory and how long old unit copies still verify.
+            let unsettled = tags.pending
+            try sync(dataOnly: true)
+            try tags.settle(unsettled)
+        }
+    }
+
     func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
         if let injected = FaultInjection.failure(.write) { throw MetaStoreError.io(operation: "write", path: path, errno: injected) }
         try writeFully(fd, bytes, at: offset, path: path)
     }
 
     func currentBackingSize() -> UInt64 { fd >= 0 ? fileSize(fd) : 0 }
+}
+
+/// Units whose previous tags may be forgotten once the file is durable (opaque).
+public struct UnsettledTags: Sendable {
+    let units: [UInt64: UnitTag]
+    public var isEmpty: Bool { units.isEmpty }
 }

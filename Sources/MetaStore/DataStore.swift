@@ -1,4 +1,6 @@
 import BlockCipher
+import Locking
+internal import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,10 +16,20 @@ public final class DataStore: Sendable {
     public let preserver: SnapshotPreserver?
     /// Set on a snapshot view (read-only).
     public let overlay: SnapshotOverlay?
+    /// Tags data units (integrity on); nil for XTS only.
+    let unitMAC: MessageAuthenticator?
+    /// Tags of closed files still waiting to settle, by file id (see `settleClosedFiles`).
+    private let unsettled = Locked<[UInt64: [UInt64: UnitTag]]>([:])
+    /// Beyond this many units waiting in closed files, the oldest are let go
+    /// (they settle at their next write): bounds the daemon's memory.
+    static let unsettledLimit = 1 << 20
 
-    public init(directory: String, cipher: XTSCipher, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil) {
+    /// - Parameter unitMAC: the filesystem's data unit MAC key (integrity on).
+    ///   Snapshot views do not verify units yet (their deltas keep no tags).
+    public init(directory: String, cipher: XTSCipher, unitMAC: MessageAuthenticator? = nil, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil) {
         self.directory = directory
         self.cipher = cipher
+        self.unitMAC = overlay == nil ? unitMAC : nil
         self.preserver = preserver
         self.overlay = overlay
     }
@@ -44,9 +56,44 @@ public final class DataStore: Sendable {
         if let overlay {
             return DataFile(fd: try overlay.openLive(id.rawValue), id: id, cipher: cipher, path: p, overlay: overlay)
         }
+        let tags = try unitMAC.map { try UnitTags(dataPath: p, fileID: id, mac: $0) }
         let fd = Glibc.open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: p, errno: errno) }
-        return DataFile(fd: fd, id: id, cipher: cipher, path: p, preserver: preserver)
+        return DataFile(fd: fd, id: id, cipher: cipher, path: p, preserver: preserver, tags: tags, store: self)
+    }
+
+    /// Tags every unit of the (closed) data file of `id` as it stands: for an
+    /// imported file, whose chunks were checked against the bundle's manifest.
+    public func tagAsItStands(_ id: FileID) throws {
+        guard let unitMAC else { return }
+        let p = path(for: id)
+        let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: p, errno: errno) }
+        defer { close(fd) }
+        try UnitTags(dataPath: p, fileID: id, mac: unitMAC).tagAll(dataFD: fd)
+    }
+
+    /// A closed file's tags that had not settled: kept until `settleClosedFiles`.
+    func adoptUnsettled(_ id: FileID, _ units: [UInt64: UnitTag]) {
+        unsettled.withLock { all in
+            all[id.rawValue, default: [:]].merge(units) { $1 }
+            if all.values.reduce(0, { $0 + $1.count }) > Self.unsettledLimit { all.removeAll() }
+        }
+    }
+
+    /// Makes every data and tag file durable (syncfs) and settles the tags of
+    /// closed files, so no old copy of a unit they wrote still verifies. At
+    /// unmount, when nothing else runs.
+    public func settleClosedFiles() throws {
+        let all = unsettled.withLock { all in defer { all.removeAll() }; return all }
+        guard let unitMAC, !all.isEmpty else { return }
+        let dir = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dir >= 0 else { throw MetaStoreError.io(operation: "open", path: directory, errno: errno) }
+        defer { close(dir) }
+        guard syncfs(dir) == 0 else { throw MetaStoreError.io(operation: "syncfs", path: directory, errno: errno) }
+        for (id, units) in all {
+            try UnitTags(dataPath: path(for: FileID(id)), fileID: FileID(id), mac: unitMAC).settle(units)
+        }
     }
 
     /// The file ids of every ciphertext file present (for fsck).
@@ -64,6 +111,8 @@ public final class DataStore: Sendable {
     /// With snapshots, a file the newest snapshot still needs is moved into it instead.
     public func remove(_ id: FileID) throws {
         let p = path(for: id)
+        unsettled.withLock { $0[id.rawValue] = nil }
+        defer { unlink(p + ".tags") }  // after the data file: a crash between leaves a stray tag file, never untagged data
         if let preserver {
             try preserver.retire(id.rawValue, livePath: p)
             return

@@ -23,11 +23,14 @@ public final class MetadataStore: Sendable {
     /// - Parameter readOnly: a snapshot's frozen copy; nothing is ever written.
     /// - Parameter checking: fsck: open a database whose inode counter is not
     ///   above its inodes, so that `check` can report and raise it.
-    public init(path: String, names: NameCipher, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0),
+    /// - Parameter integrity: the filesystem's authentication keys: schema 2
+    ///   (sealed rows, tagged entries and counters); nil for schema 1.
+    public init(path: String, names: NameCipher, integrity: IntegrityKeys? = nil, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0),
                 reservePath: String? = nil, exclusive: Bool = false, readOnly: Bool = false, checking: Bool = false) throws {
         self.path = path
         self.reservePath = reservePath
-        let db = create ? try SQLiteDatabase(path: path, create: true) : try MetadataSchema.open(path, readOnly: readOnly)
+        let rows = RowCodec(keys: integrity)
+        let db = create ? try SQLiteDatabase(path: path, create: true) : try MetadataSchema.open(path, readOnly: readOnly, version: rows.schemaVersion)
         if exclusive { try db.execute("PRAGMA locking_mode=EXCLUSIVE") }
         if readOnly {
             try db.execute("PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY")
@@ -35,20 +38,29 @@ public final class MetadataStore: Sendable {
             try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16000; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=8192")
         }
         if create {
-            try db.execute(MetadataSchema.create)
+            try db.execute(MetadataSchema.create(version: rows.schemaVersion))
             try db.transaction {
-                try db.query("INSERT INTO meta(key, value) VALUES('schema_version', ?), ('next_ino', 2)", [.int(MetadataSchema.version)])
-                let now = Timestamp.now()
-                try db.query("INSERT INTO inodes(\(MetadataSchema.inodeColumns)) VALUES(1, ?, 2, ?, ?, 0, 0, ?, ?, ?, 1)",
-                             [.int(0o040755), .int(Int64(rootOwner.uid)), .int(Int64(rootOwner.gid)), .int(now.packed), .int(now.packed), .int(now.packed)])
+                try db.query("INSERT INTO meta(key, value) VALUES('schema_version', ?), ('next_ino', 2)", [.int(rows.schemaVersion)])
+                if integrity != nil {
+                    try db.query("INSERT INTO meta(key, value) VALUES('generation', 1)")
+                    try db.query("INSERT INTO seals(key, value) VALUES('counters', ?)", [.blob(rows.countersTag(generation: 1, nextIno: 2))])
+                }
             }
         } else {
             let version = try? db.scalar("SELECT value FROM meta WHERE key = 'schema_version'")
-            guard version == MetadataSchema.version else {
+            guard version == rows.schemaVersion else {
                 throw MetaStoreError.database(operation: "open \(path)", message: "unknown or missing schema version \(version.map { String(describing: $0) } ?? "none")")
             }
         }
-        catalogLock = Locked(try Catalog(db: db, names: names, tolerateCounter: checking))
+        let catalog = try Catalog(db: db, names: names, rows: rows, tolerateCounter: checking)
+        if create {
+            let now = Timestamp.now()
+            try catalog.transaction {
+                try catalog.insert(InodeAttributes(ino: .root, mode: 0o040755, nlink: 2, uid: rootOwner.uid, gid: rootOwner.gid, rdev: 0, size: 0,
+                                                   atime: now, mtime: now, ctime: now, parent: .root))
+            }
+        }
+        catalogLock = Locked(catalog)
         refillReserve()
     }
 
@@ -158,6 +170,7 @@ public final class MetadataStore: Sendable {
     public func writeImage(to target: String) throws -> UInt64 {
         try catalogLock.withLock { c in
             try c.flushDirty()
+            try c.advanceGeneration()
             try c.db.copy(to: target)
             return c.nextIno
         }
@@ -190,26 +203,35 @@ public final class MetadataStore: Sendable {
     }
 
     /// Moves the next inode number up by `offset` (import: see Importer). The
-    /// caller has the store to itself; reopen the store to use the new value.
+    /// caller has the store to itself.
     public func advanceInodeNumbers(by offset: UInt64) throws {
         try catalog { c in
             guard offset < UInt64(InodeAttributes.maxInodeNumber) - c.nextIno else {
                 throw MetaStoreError.untrustedMetadata(path: path, problem: "has no room to move its inode numbers up by \(offset)")
             }
-            try c.transaction {
-                try c.db.query("UPDATE meta SET value = value + ? WHERE key = 'next_ino'", [.int(Int64(offset))])
-            }
+            try c.transaction { try c.writeCounters(nextIno: c.reservedIno + offset) }
+            c.reservedIno += offset
+            c.nextIno = c.reservedIno
         }
     }
 
     /// Writes pending timestamp changes.
     public func flush() throws { try catalog { try $0.flushDirty() } }
 
-    /// Makes every committed change durable (flush, then a WAL checkpoint, which fsyncs).
+    /// Makes every committed change durable (flush, then a WAL checkpoint,
+    /// which fsyncs). With integrity, the generation moves up first, so every
+    /// durable state has its own number.
     public func sync() throws {
         try catalogLock.withLock { c in
             try c.flushDirty()
+            try c.advanceGeneration()
             try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         }
     }
+
+    /// The store's generation (0 without integrity).
+    public var generation: UInt64 { catalogLock.withLock { $0.generation } }
+
+    /// Whether rows are sealed and tagged (schema 2).
+    public var hasIntegrity: Bool { catalogLock.withLock { $0.rows.keys != nil } }
 }

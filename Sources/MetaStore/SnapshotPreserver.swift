@@ -51,9 +51,8 @@ public final class SnapshotPreserver: Sendable {
     /// whole copy, if that snapshot needs the file and has no whole copy yet.
     /// Returns true when it moved (the caller then starts a new empty file).
     func keepWhole(_ id: UInt64, livePath: String) throws -> Bool {
-        guard let latest = protects(id) else { return false }
+        guard needsWhole(id), let latest = protects(id) else { return false }
         let whole = paths.whole(latest, id)
-        guard access(whole, F_OK) != 0 else { return false }
         guard rename(livePath, whole) == 0 else {
             if errno == ENOENT { return false }  // never written: nothing to keep
             throw MetaStoreError.io(operation: "rename", path: livePath, errno: errno)
@@ -61,6 +60,12 @@ public final class SnapshotPreserver: Sendable {
         try syncDirectory(containing: whole)
         try syncDirectory(containing: livePath)
         return true
+    }
+
+    /// Whether `keepWhole` would move the file (the newest snapshot needs it and has no whole copy).
+    func needsWhole(_ id: UInt64) -> Bool {
+        guard let latest = protects(id) else { return false }
+        return access(paths.whole(latest, id), F_OK) != 0
     }
 
     /// A deleted file: moved into the newest snapshot when it still needs it, else unlinked.

@@ -58,10 +58,19 @@ public struct Superblock: Sendable, Equatable {
     /// before that feature (its value derives from the master secret alone).
     public var keyCheckBinding: [UInt8]? { incompatFeatures & SuperblockLayout.incompatBoundKeyCheck != 0 ? uuid : nil }
 
-    /// A new filesystem's superblock: the key-check value is bound to `uuid`.
-    public static func bound(uuid: [UInt8], createdAt: UInt64, keyCheckValue: [UInt8], kms: StoredKMSReference, wrappedKey: [UInt8]) -> Superblock {
+    /// Whether the filesystem authenticates its data and metadata (feature 0x2).
+    public var hasIntegrity: Bool { incompatFeatures & SuperblockLayout.incompatIntegrity != 0 }
+
+    /// How `fs list` and `status` name it: "on" (tags, sealed rows, anchored
+    /// generation) or "none" (XTS only: --no-integrity, or made by release 1.0).
+    public var integrityMode: String { hasIntegrity ? "on" : "none" }
+
+    /// A new filesystem's superblock: the key-check value is bound to `uuid`,
+    /// and with `integrity` the store is authenticated.
+    public static func bound(uuid: [UInt8], createdAt: UInt64, keyCheckValue: [UInt8], kms: StoredKMSReference, wrappedKey: [UInt8], integrity: Bool) -> Superblock {
         var sb = Superblock(uuid: uuid, createdAt: createdAt, keyCheckValue: keyCheckValue, kms: kms, wrappedKey: wrappedKey)
-        sb.incompatFeatures |= SuperblockLayout.incompatBoundKeyCheck
+        sb.incompatFeatures |= SuperblockLayout.incompatBoundKeyCheck | (integrity ? SuperblockLayout.incompatIntegrity : 0)
+        if integrity { sb.formatMinor = 1 }
         return sb
     }
 
@@ -105,6 +114,7 @@ extension Superblock {
         guard major == L.formatMajor else { throw .unsupportedVersion(major: major) }
         let incompat = u32(b, L.incompatOffset)
         guard incompat & ~L.knownIncompat == 0 else { throw .unknownIncompatFeatures(mask: incompat & ~L.knownIncompat) }
+        guard incompat & L.incompatIntegrity == 0 || incompat & L.incompatBoundKeyCheck != 0 else { throw .fieldOutOfRange(field: "features") }
         for offset in [L.reserved50Offset, L.reserved50Offset + 1] + Array(L.reserved100Offset..<L.variableOffset) + Array(end + L.checksumSize..<min(b.count, L.slotSize)) where b[offset] != 0 {
             throw .reservedNotZero(offset: offset)
         }

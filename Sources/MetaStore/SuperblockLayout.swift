@@ -35,7 +35,12 @@ enum SuperblockLayout {
     /// filesystem UUID as HKDF salt (docs/FORMAT.md "Key hierarchy"). A kmsfs
     /// that does not know it would report every key as wrong, so it must refuse.
     static let incompatBoundKeyCheck: UInt32 = 0x1
+    /// Incompatible feature 0x2: integrity (docs/FORMAT.md "Integrity"): data
+    /// units carry tags, inode rows are sealed, the metadata has schema 2 and
+    /// an authenticated generation. Only with 0x1; the key-check value is
+    /// derived under the integrity name, so clearing this bit fails the key check.
+    static let incompatIntegrity: UInt32 = 0x2
     /// Feature bits this version understands.
-    static let knownIncompat: UInt32 = incompatBoundKeyCheck
+    static let knownIncompat: UInt32 = incompatBoundKeyCheck | incompatIntegrity
     static let knownRoCompat: UInt32 = 0
 }

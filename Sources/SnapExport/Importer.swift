@@ -125,7 +125,7 @@ public struct BundleReader {
         guard mkdir(staging.root, 0o700) == 0 else { throw BundleError.io("cannot create \(staging.root): \(String(cString: strerror(errno)))") }
         try DataStore.createLayout(at: staging.data)
         let progress = Progress(verb: "import \(summary.snapshot)", totalBytes: manifest.totals.bytes + manifest.totals.metadataBytes, enabled: enabled)
-        let dataStore = DataStore(directory: staging.data, cipher: keys.data)
+        let dataStore = DataStore(directory: staging.data, cipher: keys.data, unitMAC: keys.integrity?.units)
         let metaFD = open(staging.metadata, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard metaFD >= 0 else { throw BundleError.io("cannot create \(staging.metadata)") }
         defer { close(metaFD) }
@@ -136,6 +136,8 @@ public struct BundleReader {
             current = nil
             defer { close(c.fd) }
             guard fsync(c.fd) == 0 else { throw BundleError.io("fsync of imported data failed: \(String(cString: strerror(errno)))") }
+            // Bundles carry no unit tags yet: the chunks just passed their SHA-256 against the manifest.
+            try dataStore.tagAsItStands(FileID(c.id))
         }
         defer { if let c = current { close(c.fd) } }
         try manifest.forEach { record in
@@ -171,7 +173,7 @@ public struct BundleReader {
         // The metadata must open with this key: every name must decrypt (AES-SIV
         // authenticates it), links and inodes must agree. Leftovers of files that
         // were open-but-unlinked at snapshot time are cleaned up, as a mount would.
-        let metadata = try MetadataStore(path: staging.metadata, names: keys.names, create: false)
+        let metadata = try MetadataStore(path: staging.metadata, names: keys.names, integrity: keys.integrity, create: false)
         let invalid = try metadata.invalidRows()
         guard invalid.isEmpty else {
             throw BundleError.corrupt("the metadata image holds rows kmsfs never writes: \(invalid.prefix(3).joined(separator: "; "))")

@@ -9,23 +9,25 @@ import Glibc
 /// Builds a new store in a hidden temporary directory and renames it into
 /// place only when complete, so a failure leaves nothing half-made.
 enum FilesystemCreator {
-    static func create(store: StorePaths, manager: any KeyManager) throws -> Superblock {
+    /// - Parameter integrity: tag data units, seal the metadata and anchor the
+    ///   generation (docs/FORMAT.md "Integrity"); false makes an XTS-only filesystem.
+    static func create(store: StorePaths, manager: any KeyManager, integrity: Bool) throws -> Superblock {
         let uuid = try newUUID()
         let master = try FilesystemKeys.newMasterSecret()
-        let keys = try FilesystemKeys(masterSecret: master, boundTo: uuid)
+        let keys = try FilesystemKeys(masterSecret: master, boundTo: uuid, integrity: integrity)
         let wrapped = try master.withUnsafeBytes { try manager.wrap(KeyMaterial(copying: $0), context: WrapContext(filesystemUUID: uuid)) }
         let reference = manager.reference
         let superblock = Superblock.bound(uuid: uuid, createdAt: UInt64(time(nil)), keyCheckValue: keys.keyCheckValue,
                                     kms: StoredKMSReference(type: reference.type.rawValue, address: reference.address,
                                                             keyIdentifier: wrapped.keyIdentifier, keyVersion: wrapped.keyVersion),
-                                    wrappedKey: wrapped.encoded())
+                                    wrappedKey: wrapped.encoded(), integrity: integrity)
         let parent = (store.root as NSString).deletingLastPathComponent
         let temp = StorePaths(root: parent + "/." + (store.root as NSString).lastPathComponent + ".creating")
         try? FileManager.default.removeItem(atPath: temp.root)
         guard mkdir(temp.root, 0o700) == 0 else { throw MetaStoreError.io(operation: "mkdir", path: temp.root, errno: errno) }
         do {
             try SuperblockFile.create(superblock, at: temp.superblock)
-            _ = try MetadataStore(path: temp.metadata, names: keys.names, create: true, rootOwner: (getuid(), getgid()))
+            _ = try MetadataStore(path: temp.metadata, names: keys.names, integrity: keys.integrity, create: true, rootOwner: (getuid(), getgid()))
             try DataStore.createLayout(at: temp.data)
             guard rename(temp.root, store.root) == 0 else { throw MetaStoreError.io(operation: "rename", path: store.root, errno: errno) }
         } catch {

@@ -23,6 +23,8 @@ struct FsCommand: ParsableCommand {
         @Argument(help: "Name of the new filesystem.") var name: String
         @Option(help: "Protect the key with a passphrase read from this file instead of the local key file ($KMSFS_PASSPHRASE also works).")
         var passphraseFile: String?
+        @Flag(help: "Make an XTS-only filesystem: no unit tags, no sealed metadata, no rollback detection (integrity is on by default).")
+        var noIntegrity = false
 
         func run() throws {
             try userErrors {
@@ -41,16 +43,16 @@ struct FsCommand: ParsableCommand {
                     if config.type == .local { try home.ensureLocalKey() }
                     manager = try config.keyManager(home: home)
                 }
-                let superblock = try FilesystemCreator.create(store: store, manager: manager)
+                let superblock = try FilesystemCreator.create(store: store, manager: manager, integrity: !noIntegrity)
                 AuditLog.record(home, "create", ["filesystem": name, "uuid": superblock.uuidString, "kms": superblock.kms.type,
                                                  "key": superblock.kms.keyIdentifier, "keyVersion": superblock.kms.keyVersion])
-                writeStdout("created filesystem \(name) (uuid \(superblock.uuidString), key wrapped by \(superblock.kms.type) \(superblock.kms.keyIdentifier))\n")
+                writeStdout("created filesystem \(name) (uuid \(superblock.uuidString), key wrapped by \(superblock.kms.type) \(superblock.kms.keyIdentifier), integrity \(superblock.integrityMode))\n")
             }
         }
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List filesystems: name, uuid, KMS, key, size on disk, mount point.")
+        static let configuration = CommandConfiguration(abstract: "List filesystems: name, uuid, KMS, key, integrity mode, size on disk, mount point.")
 
         @OptionGroup var homeOptions: HomeOptions
         @Flag(help: "Print JSON for scripts.") var json = false
@@ -69,6 +71,7 @@ struct FsCommand: ParsableCommand {
                         row["uuid"] = sb.uuidString
                         row["kms"] = sb.kms.type
                         row["key"] = sb.kms.keyIdentifier + (sb.kms.keyVersion.isEmpty ? "" : " v\(sb.kms.keyVersion)")
+                        row["integrity"] = sb.integrityMode
                     } catch {
                         row["uuid"] = "?"
                         row["kms"] = "?"
@@ -81,7 +84,7 @@ struct FsCommand: ParsableCommand {
                     writeStdout(String(decoding: data, as: UTF8.self) + "\n")
                     return
                 }
-                let columns = ["name", "uuid", "kms", "key", "size", "mounted"]
+                let columns = ["name", "uuid", "kms", "key", "integrity", "size", "mounted"]
                 writeTable([columns.map { $0.uppercased() }]
                            + rows.map { r in columns.map { c in c == "size" ? humanBytes(UInt64(r[c] ?? "0") ?? 0) : (r[c].flatMap { $0.isEmpty ? nil : $0 } ?? "-") } })
             }
@@ -111,8 +114,10 @@ struct FsCommand: ParsableCommand {
                     throw UserFacingError("filesystem \(name) (or a snapshot of it) is mounted at \(mounted.joined(separator: ", "))", hint: "kmsfs umount \(mounted[0])", exitCode: ExitCodes.usage)
                 }
                 guard yes else { throw UserFacingError("deleting \(name) destroys its data; add --yes to confirm", exitCode: ExitCodes.usage) }
-                let uuid = (try? SuperblockFile.read(store.superblock))?.uuidString ?? "?"
+                let superblock = try? SuperblockFile.read(store.superblock)
                 try FileManager.default.removeItem(atPath: store.root)
+                if let superblock { RollbackAnchor(home: homeOptions.resolved, superblock: superblock, name: name).remove() }
+                let uuid = superblock?.uuidString ?? "?"
                 AuditLog.record(homeOptions.resolved, "delete", ["filesystem": name, "uuid": uuid])
                 writeStdout("deleted filesystem \(name)\n")
             }

@@ -32,9 +32,9 @@ struct FsckCommand: ParsableCommand {
             }
             // The superblock (checksummed copies) and the key: Unlock refuses a damaged one or a wrong key.
             let (superblock, keys, _) = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile), purpose: "fsck")
-            let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, exclusive: true, checking: true)
+            let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false, exclusive: true, checking: true)
             // With the preserver, repairs that delete data (orphans, strays) keep what snapshots still need.
-            let data = DataStore(directory: store.data, cipher: keys.data, preserver: try SnapshotPreserver(storeRoot: store.root))
+            let data = DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: try SnapshotPreserver(storeRoot: store.root))
             var report = try metadata.check(repair: repair, data: data)
             SnapshotManager(store: store).check(repair: repair, into: &report)
             try metadata.sync()

@@ -42,12 +42,15 @@ struct Home {
     var localKey: String { path + "/local.key" }
     var kmsConfig: String { path + "/kms.json" }
     var logs: String { path + "/logs" }
+    /// The last generation each filesystem with integrity was seen at, by UUID
+    /// (docs/FORMAT.md "Rollback anchors"): outside the stores on purpose.
+    var anchors: String { path + "/anchors" }
 
     func store(_ name: String) -> StorePaths { StorePaths(root: filesystems + "/" + name) }
 
     /// Creates the home (0700) and its subdirectories.
     func ensure() throws {
-        for dir in [path, filesystems, logs] {
+        for dir in [path, filesystems, logs, anchors] {
             guard mkdir(dir, 0o700) == 0 || errno == EEXIST else {
                 throw UserFacingError("cannot create \(dir): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io)
             }

@@ -26,6 +26,8 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Honour setuid/setgid bits (mounts are nosuid otherwise).") var suid = false
     @Flag(help: "Honour device nodes (mounts are nodev otherwise).") var dev = false
     @Flag(help: "Print every FUSE request (libfuse -d).") var debug = false
+    @Flag(help: "Mount a store older than the generation this home last saw (after restoring an older copy on purpose), and anchor it there.")
+    var acceptRollback = false
     @Option(help: "Keep this file up to date with the mount's Prometheus metrics, every 5 s (for node_exporter's textfile collector).")
     var metrics: String?
     @Option(help: "Passphrase file, for a filesystem created with --passphrase-file ($KMSFS_PASSPHRASE also works).")
@@ -56,6 +58,9 @@ struct MountCommand: ParsableCommand {
                 }
                 let target = try checkMountpoint()
                 guard FileManager.default.fileExists(atPath: store.superblock) else { throw MetaStoreError.storeNotFound(path: store.root) }
+                if !isChild, snapshot == nil, let sb = try? SuperblockFile.read(store.superblock), !sb.hasIntegrity {
+                    writeStderr("kmsfs: warning: filesystem \(name) has no integrity (XTS only): edits to its store are not detected\n")
+                }
                 if !foreground && !isChild {
                     try Daemon.spawnAndWait(arguments: childArguments(home: home), logPath: home.logs + "/\(name).log", home: home)
                     return
@@ -78,6 +83,7 @@ struct MountCommand: ParsableCommand {
         if suid { args.append("--suid") }
         if dev { args.append("--dev") }
         if debug { args.append("--debug") }
+        if acceptRollback { args.append("--accept-rollback") }
         if let metrics { args += ["--metrics", Home.absolute(metrics)] }
         if let passphraseFile { args += ["--passphrase-file", Home.absolute(passphraseFile)] }
         if let snapshot { args += ["--snapshot", snapshot] }
@@ -120,9 +126,12 @@ struct MountCommand: ParsableCommand {
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
         let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "mount")
         let readOnly = self.readOnly || superblock.requiresReadOnly
-        let metadata = try MetadataStore(path: store.metadata, names: keys.names, create: false, reservePath: store.root + "/reserve", exclusive: true)
+        let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false,
+                                         reservePath: store.root + "/reserve", exclusive: true)
+        let anchor = metadata.hasIntegrity ? RollbackAnchor(home: home, superblock: superblock, name: name) : nil
+        try anchor?.check(generation: metadata.generation, accept: acceptRollback)
         let preserver = try SnapshotPreserver(storeRoot: store.root)
-        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, preserver: preserver),
+        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: preserver),
                                     storeRoot: store.root, readOnly: readOnly)
         if !readOnly {
             let removed = try fileSystem.removeOrphans()
@@ -135,18 +144,20 @@ struct MountCommand: ParsableCommand {
         options.allowSetuid = suid
         options.allowDevices = dev
         options.debug = debug
-        let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
+        var session: FuseSession? = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
         lock.record(mountpoint: mountpoint)
         let reference = manager.reference
         let report = MountStatus(name: name, store: store, superblock: superblock,
                                  unlockedBy: "\(reference.type.rawValue) \(reference.keyIdentifier)" + (reference.address.isEmpty ? "" : " (\(reference.address))"),
                                  mountpoint: mountpoint, readOnly: readOnly, fileSystem: fileSystem)
-        try SnapshotRequests.serve(store: store, fileSystem: fileSystem, metadata: metadata, preserver: preserver) { report.answer() }
+        try SnapshotRequests.serve(store: store, fileSystem: fileSystem, metadata: metadata, preserver: preserver, anchor: anchor) { report.answer() }
         if let metrics { report.startMetricsFile(metrics) }
         if notify { Daemon.report(.ready) }
         if !readOnly { fileSystem.startTimestampFlusher() }
         if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault, home: home, filesystem: name) }
-        let status = session.run(maxThreads: options.maxThreads)
+        let status = session!.run(maxThreads: options.maxThreads)
+        session = nil  // unmounts and runs the destroy callback: the last flush, which advances the generation
+        do { try anchor?.advance(to: metadata.generation) } catch { writeStderr("kmsfs: \(UserFacingError.from(error).message)\n") }
         if let metrics { MountStatus.removeMetricsFile(metrics) }
         withExtendedLifetime(lock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }
@@ -162,7 +173,7 @@ extension MountCommand {
         let viewLock = try FileLock.shared(info, paths: manager.paths)
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
         let (_, keys, _) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "snapshot-mount \(name)")
-        let metadata = try MetadataStore(path: manager.paths.metadata(info), names: keys.names, create: false, readOnly: true)
+        let metadata = try MetadataStore(path: manager.paths.metadata(info), names: keys.names, integrity: keys.integrity, create: false, readOnly: true)
         let overlay = SnapshotOverlay(storeRoot: store.root, snapshot: info)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, overlay: overlay),
                                     storeRoot: store.root, readOnly: true)

@@ -226,6 +226,8 @@ extension SnapshotCommand {
                                               exitCode: user.exitCode)
                     }
                 }
+                // A new filesystem: an anchor left by an earlier one of this name and UUID (deleted by hand) does not apply.
+                if let superblock = try? SuperblockFile.read(target.superblock) { RollbackAnchor(home: home, superblock: superblock, name: name).remove() }
                 AuditLog.record(home, "import", ["filesystem": name, "snapshot": s.snapshot, "uuid": s.filesystemUUID, "source": source])
                 try location.report(
                     "imported snapshot \(s.snapshot) as filesystem \(name) (uuid \(s.filesystemUUID)): \(s.files) files, \(s.chunks) chunks (\(humanBytes(s.bytes))) verified\n",

@@ -15,8 +15,9 @@ enum SnapshotRequests {
 
     /// Called by the mount daemon: answers requests on the control channel
     /// (snapshot create and delete, and `status`, answered by `status`).
+    /// `anchor` moves the rollback anchor after a snapshot (which advances the generation).
     static func serve(store: StorePaths, fileSystem: FileSystem, metadata: MetadataStore, preserver: SnapshotPreserver,
-                      status: @escaping @Sendable () -> String) throws {
+                      anchor: RollbackAnchor?, status: @escaping @Sendable () -> String) throws {
         let manager = SnapshotManager(store: store)
         try ControlChannel.serve(storeRoot: store.root) { verb, argument in
             do {
@@ -31,6 +32,7 @@ enum SnapshotRequests {
                 case createVerb:
                     var id: UInt32 = 0
                     try paused { id = try manager.create(name: argument, now: UInt64(time(nil))) { try metadata.writeImage(to: $0) }.id }
+                    try anchor?.advance(to: metadata.generation)
                     return .success("\(id)")
                 case deleteVerb:
                     try paused { try manager.delete(name: argument) }

@@ -62,7 +62,7 @@ enum Unlock {
     /// Derives the subkeys from an unwrapped master and checks the key-check value.
     static func keys(from material: KeyMaterial, superblock: Superblock) throws -> FilesystemKeys {
         let master = material.withUnsafeBytes { SecretBytes(copying: $0) }
-        let keys = try FilesystemKeys(masterSecret: master, boundTo: superblock.keyCheckBinding)
+        let keys = try FilesystemKeys(masterSecret: master, boundTo: superblock.keyCheckBinding, integrity: superblock.hasIntegrity)
         let check = SecretBytes(copying: keys.keyCheckValue)
         guard check.constantTimeEquals(superblock.keyCheckValue) else {
             throw UserFacingError("the unwrapped key does not match this filesystem's key-check value (wrong key for filesystem \(superblock.uuidString))",

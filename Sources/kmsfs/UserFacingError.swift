@@ -35,7 +35,7 @@ struct UserFacingError: Error {
             }
         case let e as MetaStoreError:
             switch e {
-            case .superblock, .corruptRecord, .untrustedMetadata, .database: return .init(e.description, hint: "run 'kmsfs fs list' to see the store path; restore it from a snapshot export if it is damaged", exitCode: ExitCodes.corruptOrUnsupported)
+            case .superblock, .corruptRecord, .tampered, .untrustedMetadata, .database: return .init(e.description, hint: "run 'kmsfs fs list' to see the store path; restore it from a snapshot export if it is damaged", exitCode: ExitCodes.corruptOrUnsupported)
             case .storeNotFound: return .init(e.description, hint: "'kmsfs fs list' shows the filesystems in this home", exitCode: ExitCodes.notFound)
             case .storeExists: return .init(e.description, exitCode: ExitCodes.usage)
             case .io: return .init(e.description, exitCode: ExitCodes.io)

@@ -22,8 +22,8 @@ func asNobody(_ command: String) throws -> Harness.Result {
     }
 
     /// A filesystem with a root-owned copy of /usr/bin/id, snapshotted and exported to `bundle`.
-    func exportDemo() throws {
-        try box.exportDemo(to: bundle, files: ["note": "hi\n"]) { mnt throws in
+    func exportDemo(integrity: Bool = true) throws {
+        try box.exportDemo(to: bundle, files: ["note": "hi\n"], integrity: integrity) { mnt throws in
             #expect(try Harness.shell("cp /usr/bin/id \(mnt)/id && chmod 0755 \(mnt)/id").status == 0)
         }
     }
@@ -48,9 +48,10 @@ func asNobody(_ command: String) throws -> Harness.Result {
         #expect(!FileManager.default.fileExists(atPath: box.home + "/.importing-victim"), "staging left behind")
     }
 
+    /// Without integrity (schema 1): the checks that hold for any meta.db.
     @Test func triggersAndAPinnedInodeCounterAreRefused() throws {
         guard Harness.fuseAvailable() else { return }
-        try exportDemo()
+        try exportDemo(integrity: false)
         // The review's attack: one trigger pins next_ino (tweak reuse between source and copy),
         // one makes every new file world-writable.
         let triggers = try forged("triggers", """
@@ -65,9 +66,26 @@ func asNobody(_ command: String) throws -> Harness.Result {
         #expect(try box.kmsfs("snapshot", "import", bundle, "victim").status == 0, "the genuine bundle still imports")
     }
 
-    @Test func aForgedSetuidRootFileGivesNoRoot() throws {
+    /// With integrity: the same forgeries, and rows with valid values, are refused
+    /// because the counters and sealed rows do not authenticate.
+    @Test func forgedRowsOfAnIntegrityBundleAreRefused() throws {
         guard Harness.fuseAvailable() else { return }
         try exportDemo()
+        let triggers = try forged("triggers", "CREATE TRIGGER world AFTER INSERT ON inodes BEGIN UPDATE inodes SET mode = mode | 438 WHERE ino = new.ino; END;")
+        try expectRefused(triggers, "does not have kmsfs's schema")
+        try expectRefused(try forged("pinned", "UPDATE meta SET value = 2 WHERE key = 'next_ino'"), "counters")
+        try expectRefused(try forged("setuid", "UPDATE inodes SET mode = 35309, uid = 0 WHERE mode = 32768"), "tampered")
+        try expectRefused(try forged("moved", "UPDATE inodes SET sealed = (SELECT sealed FROM inodes WHERE ino = 1) WHERE ino = (SELECT max(ino) FROM inodes)"), "tampered")
+        try expectRefused(try forged("swapped", """
+            CREATE TEMP TABLE s AS SELECT id, ino FROM entries WHERE parent = 1 ORDER BY id LIMIT 2;
+            UPDATE entries SET ino = (SELECT ino FROM s WHERE s.id != entries.id) WHERE id IN (SELECT id FROM s);
+            """), "tampered")
+        #expect(try box.kmsfs("snapshot", "import", bundle, "victim").status == 0, "the genuine bundle still imports")
+    }
+
+    @Test func aForgedSetuidRootFileGivesNoRoot() throws {
+        guard Harness.fuseAvailable() else { return }
+        try exportDemo(integrity: false)
         // Valid values only (no MAC can be checked without the integrity format): the copy of
         // id becomes setuid root. The mount is nosuid, so running it as nobody stays nobody.
         let setuid = try forged("setuid", "UPDATE inodes SET mode = 35309, uid = 0 WHERE mode = 33261")

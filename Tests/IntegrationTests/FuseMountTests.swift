@@ -190,13 +190,7 @@ struct FuseMountTests {
         for round in 0..<4 {
             try box.mount()
             let worker = try Harness.launch("/usr/bin/python3", ["-c", workload, box.mountpoint, journal, String(round + 1)])
-            usleep(useconds_t(200_000 + Int.random(in: 0..<1_000_000)))
-            let pid = try #require(box.daemonPID())
-            #expect(kill(pid, SIGKILL) == 0)
-            kill(worker.processIdentifier, SIGKILL)  // SIGTERM can be blocked in processes Foundation spawns
-            worker.waitUntilExit()
-            _ = try Harness.run("/bin/fusermount3", ["-u", "-z", box.mountpoint])
-            usleep(300_000)
+            try box.killDaemon(during: worker)
             let fsck = try box.kmsfs("fsck", "demo", "--repair")
             #expect(fsck.status == 0 || fsck.status == 1, "round \(round): fsck left problems: \(fsck.stdout)\(fsck.stderr)")
             try box.mount()
@@ -208,14 +202,14 @@ struct FuseMountTests {
         #expect(lines > 0, "the workload must have fsync'ed some files")
     }
 
-    /// Fault injection (debug builds' KMSFS_FAULT hook): after two ciphertext
-    /// writes, every write to the backing store fails with EIO, as a dying disk would.
+    /// Fault injection (debug builds' KMSFS_FAULT hook): after four tag or
+    /// ciphertext writes, every write to the backing store fails with EIO, as a dying disk would.
     @Test("EIO from the backing store reaches the caller; fsync'ed data survives; the store stays consistent")
     func injectedIOErrors() throws {
         guard Harness.fuseAvailable() else { return }
         let box = try Sandbox()
         try box.create()
-        box.env = ["KMSFS_FAULT": "write:5:2"]
+        box.env = ["KMSFS_FAULT": "write:5:4"]  // each data write is two: the units' tags, then the units
         try box.mount()
         let script = """
             import errno, os, sys

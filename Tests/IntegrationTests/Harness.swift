@@ -129,8 +129,8 @@ final class Sandbox {
         try Harness.run(Harness.binary, args, env: ["KMSFS_HOME": home].merging(self.env) { $1 }.merging(env) { $1 })
     }
 
-    func create(_ name: String = "demo") throws {
-        let r = try kmsfs("fs", "create", name)
+    func create(_ name: String = "demo", integrity: Bool = true) throws {
+        let r = try kmsfs(["fs", "create", name] + (integrity ? [] : ["--no-integrity"]))
         #expect(r.status == 0, "fs create: \(r.stderr)")
     }
 
@@ -156,6 +156,19 @@ final class Sandbox {
     /// The pid recorded by the mount daemon in the store's lock file.
     func daemonPID(_ name: String = "demo") -> Int32? {
         (try? String(contentsOfFile: home + "/filesystems/\(name)/lock", encoding: .utf8)).flatMap { $0.split(separator: "\n").first.flatMap { Int32($0) } }
+    }
+
+    /// Lets `worker` run for 0.2 s plus up to `jitter` more, then kills the
+    /// mount daemon and the worker with SIGKILL (SIGTERM can be blocked in
+    /// processes Foundation spawns) and clears the dead mount.
+    func killDaemon(during worker: Process, jitter: Int = 1_000_000) throws {
+        usleep(useconds_t(200_000 + Int.random(in: 0..<jitter)))
+        let pid = try #require(daemonPID())
+        #expect(kill(pid, SIGKILL) == 0)
+        kill(worker.processIdentifier, SIGKILL)
+        worker.waitUntilExit()
+        _ = try Harness.run("/bin/fusermount3", ["-u", "-z", mountpoint])
+        usleep(300_000)
     }
 
     /// A new directory under the sandbox (extra mount points, bundles).

@@ -4,8 +4,8 @@ import Testing
 extension Sandbox {
     /// Creates and mounts `demo`, runs `fill` on the mount point (or writes
     /// `files`), unmounts, takes snapshot `s1` and exports it to `bundle`.
-    func exportDemo(to bundle: String, files: [String: String] = [:], fill: (String) throws -> Void = { _ in }) throws {
-        try create()
+    func exportDemo(to bundle: String, files: [String: String] = [:], integrity: Bool = true, fill: (String) throws -> Void = { _ in }) throws {
+        #expect(try kmsfs(["fs", "create", "demo"] + (integrity ? [] : ["--no-integrity"])).status == 0)
         try mount()
         for (name, text) in files { try write(name, text) }
         try fill(mountpoint)

@@ -89,13 +89,7 @@ import Testing
         for round in 0..<3 {
             let worker = try Harness.launch("/usr/bin/python3", ["-c", churn, box.mountpoint, String(round)])
             defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL); worker.waitUntilExit() } }
-            usleep(useconds_t(300_000 + Int.random(in: 0..<700_000)))
-            let pid = try #require(box.daemonPID())
-            #expect(kill(pid, SIGKILL) == 0)
-            kill(worker.processIdentifier, SIGKILL)
-            worker.waitUntilExit()
-            _ = try Harness.run("/bin/fusermount3", ["-u", "-z", box.mountpoint])
-            usleep(300_000)
+            try box.killDaemon(during: worker, jitter: 800_000)
             let fsck = try box.kmsfs("fsck", "demo", "--repair")
             #expect(fsck.status == 0 || fsck.status == 1, "round \(round): \(fsck.stdout)\(fsck.stderr)")
             try box.mountSnapshot("before", at: view)

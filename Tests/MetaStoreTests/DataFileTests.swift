@@ -6,11 +6,11 @@ import Testing
 
 @Suite("Ciphertext data files against an in-memory model")
 struct DataFileTests {
-    func makeFile() throws -> (DataStore, DataFile) {
+    func makeFile(integrity: Bool = false) throws -> (DataStore, DataFile) {
         let dir = tempPath("data")
         try DataStore.createLayout(at: dir)
-        let keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret())
-        let store = DataStore(directory: dir, cipher: keys.data)
+        let keys = try FilesystemKeys(masterSecret: FilesystemKeys.newMasterSecret(), boundTo: [UInt8](repeating: 7, count: 16), integrity: integrity)
+        let store = DataStore(directory: dir, cipher: keys.data, unitMAC: keys.integrity?.units)
         return (store, try store.open(FileID(42)))
     }
 
@@ -18,10 +18,12 @@ struct DataFileTests {
         try f.read(offset: offset, count: count, fileSize: size) { Array($0) }
     }
 
-    @Test("seeded random writes, truncates and punches match a byte-array model")
-    func differential() throws {
+    /// With integrity, every read also verifies every unit's tag: a write,
+    /// truncate or punch that left a record behind its unit would be an EIO here.
+    @Test("seeded random writes, truncates and punches match a byte-array model", arguments: [false, true])
+    func differential(integrity: Bool) throws {
         for seed in 1...6 {
-            let (_, f) = try makeFile()
+            let (_, f) = try makeFile(integrity: integrity)
             var model = [UInt8]()
             var rng = SplitMix(seed: UInt64(seed))
             for step in 0..<300 {
@@ -36,6 +38,7 @@ struct DataFileTests {
                 } else if op < 8 {
                     let newSize = Int(rng.next() % 80_000)
                     try f.truncate(from: UInt64(model.count), to: UInt64(newSize))
+                    if step % 7 == 0 { try f.settle(f.unsettledTags()) }  // as fsync does, mid-sequence
                     model = newSize < model.count ? Array(model.prefix(newSize)) : model + [UInt8](repeating: 0, count: newSize - model.count)
                 } else {
                     let offset = Int(rng.next() % 70_000), length = Int(rng.next() % 20_000) + 1
@@ -49,6 +52,47 @@ struct DataFileTests {
                 #expect(try read(f, UInt64(o), 5000, UInt64(model.count)) == Array(model[o..<min(model.count, o + 5000)]))
             }
         }
+    }
+
+    @Test("unit tags: both slots verify until settled, then only the current one; a zeroed or moved unit fails; holes cost no record")
+    func unitTags() throws {
+        let (store, f) = try makeFile(integrity: true)
+        let path = store.path(for: FileID(42))
+        func unit(_ u: Int) -> [UInt8] { Array(FileManager.default.contents(atPath: path)![u * 4096..<(u + 1) * 4096]) }
+        func put(_ bytes: [UInt8], _ u: Int) {
+            let h = FileHandle(forWritingAtPath: path)!
+            h.seek(toFileOffset: UInt64(u * 4096))
+            h.write(Data(bytes))
+            h.closeFile()
+        }
+        let size: UInt64 = 3 * 4096
+        for (u, byte) in [(0, 0x61), (2, 0x63)] as [(Int, UInt8)] {
+            try [UInt8](repeating: byte, count: 4096).withUnsafeBytes { try f.write(offset: UInt64(u * 4096), data: $0, fileSize: size) }
+        }
+        #expect(try read(f, 4096, 4096, size) == [UInt8](repeating: 0, count: 4096), "a never-written unit is a hole")
+        let first = unit(0)
+        try [UInt8](repeating: 0x62, count: 4096).withUnsafeBytes { try f.write(offset: 0, data: $0, fileSize: size) }
+        let second = unit(0)
+        put(first, 0)
+        #expect(try read(f, 0, 4096, size) == [UInt8](repeating: 0x61, count: 4096), "before settling, the previous content still verifies (a crash may have left it)")
+        put(second, 0)
+        try f.settle(f.unsettledTags())
+        put(first, 0)
+        #expect(throws: MetaStoreError.self, "after settling, the old copy fails") { try read(f, 0, 4096, size) }
+        put(second, 0)
+        #expect(try read(f, 0, 4096, size) == [UInt8](repeating: 0x62, count: 4096))
+        put(unit(2), 0)
+        #expect(throws: MetaStoreError.self, "a unit moved from another offset fails") { try read(f, 0, 4096, size) }
+        put(second, 0)
+        put([UInt8](repeating: 0, count: 4096), 2)
+        #expect(throws: MetaStoreError.self, "a zeroed written unit fails") { try read(f, 2 * 4096, 4096, size) }
+        try f.zero(offset: 2 * 4096, length: 4096, fileSize: size)
+        #expect(try read(f, 2 * 4096, 4096, size) == [UInt8](repeating: 0, count: 4096), "a punched unit is a hole that verifies")
+        #expect(FileManager.default.contents(atPath: path + ".tags")?.count == 3 * 32)
+        let sparse = try store.open(FileID(43))
+        try [UInt8](repeating: 1, count: 10).withUnsafeBytes { try sparse.write(offset: 1 << 30, data: $0, fileSize: 0) }
+        #expect(store.allocatedBytes(FileID(43)) < 1 << 20)
+        #expect(try read(sparse, 0, 4096, (1 << 30) + 10) == [UInt8](repeating: 0, count: 4096))
     }
 
     @Test("holes stay holes, and ciphertext differs from plaintext")

@@ -1,0 +1,187 @@
+import BlockCipher
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A 128-bit unit tag. Compared with XOR and OR over both words, so a
+/// comparison takes the same time however much of a forgery matches.
+struct UnitTag: Sendable {
+    var low: UInt64
+    var high: UInt64
+    static let empty = UnitTag(low: 0, high: 0)
+    var isEmpty: Bool { low | high == 0 }
+    func matches(_ other: UnitTag) -> Bool { (low ^ other.low) | (high ^ other.high) == 0 }
+}
+
+/// The tags of one data file (docs/FORMAT.md "Unit tags"), in `<data file>.tags`:
+/// record `u` at offset 32·u holds two 16-byte slots, the previous tag and
+/// the current one. A unit verifies when its tag is in either slot, so a
+/// crash between writing a record and writing its unit leaves the old and
+/// the new content readable, never an EIO. `settle` empties the previous
+/// slot once the data file is durable, so an old copy of a unit stops
+/// verifying. A never-written unit has no record (or an empty one) and is a
+/// hole; a unit made a hole on purpose (punch, truncate) gets the unit's
+/// hole tag, so zeroing a written unit is detected.
+///
+/// Not synchronised: the DataFile's caller holds the inode lock.
+final class UnitTags: @unchecked Sendable {
+    // @unchecked: see above.
+    static let recordSize = 32
+    /// Files with more units than this waiting to settle are synced and settled inline.
+    static let pendingLimit = 65_536
+    let path: String
+    let fileID: FileID
+    private let mac: MessageAuthenticator
+    /// -1 until the first record is written (a file that was never written has no tag file).
+    private var fd: Int32
+    /// Units whose record still holds a previous tag, with the current one.
+    private(set) var pending: [UInt64: UnitTag] = [:]
+
+    init(dataPath: String, fileID: FileID, mac: MessageAuthenticator) throws {
+        path = dataPath + ".tags"
+        self.fileID = fileID
+        self.mac = mac
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    // MARK: tags
+
+    /// HMAC-SHA-256/128 over le64("d"), le64(file id), le64(unit index) and the ciphertext.
+    func tag(unit: UInt64, ciphertext: UnsafeRawBufferPointer) throws -> UnitTag {
+        try compute(domain: 0x64, unit: unit, ciphertext)
+    }
+
+    /// The tag a unit made a hole on purpose carries: the same over le64("h"), without ciphertext.
+    func holeTag(unit: UInt64) throws -> UnitTag {
+        try compute(domain: 0x68, unit: unit, nil)
+    }
+
+    private func compute(domain: UInt64, unit: UInt64, _ ciphertext: UnsafeRawBufferPointer?) throws -> UnitTag {
+        var header = (domain.littleEndian, fileID.rawValue.littleEndian, unit.littleEndian)
+        var out = UnitTag.empty
+        try withUnsafeBytes(of: &header) { h in
+            try withUnsafeMutableBytes(of: &out) { try mac.authenticate(ciphertext.map { [h, $0] } ?? [h], into: $0) }
+        }
+        return out
+    }
+
+    // MARK: records
+
+    /// Records of units `first..<first+count` (empty past the end of the tag file).
+    func records(first: UInt64, count: Int) throws -> [(UnitTag, UnitTag)] {
+        var out = [(UnitTag, UnitTag)](repeating: (.empty, .empty), count: count)
+        guard fd >= 0, count > 0 else { return out }
+        try out.withUnsafeMutableBytes { _ = try readFully(fd, into: $0, at: first * UInt64(Self.recordSize), path: path) }
+        return out
+    }
+
+    private func write(_ records: [(UnitTag, UnitTag)], first: UInt64) throws {
+        if fd < 0 {
+            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
+        }
+        if let injected = FaultInjection.failure(.write) { throw MetaStoreError.io(operation: "write", path: path, errno: injected) }
+        try records.withUnsafeBytes { try writeFully(fd, $0, at: first * UInt64(Self.recordSize), path: path) }
+    }
+
+    /// Checks the ciphertext of units `first...` in `buffer` (holes as zero
+    /// units) against their records; throws `.tampered` naming the first unit that fails.
+    func verify(_ buffer: UnsafeRawBufferPointer, first: UInt64) throws {
+        let units = buffer.count / DataStore.blockSize
+        let stored = try records(first: first, count: units)
+        for i in 0..<units {
+            let unit = first + UInt64(i)
+            let ciphertext = UnsafeRawBufferPointer(rebasing: buffer[i * DataStore.blockSize..<(i + 1) * DataStore.blockSize])
+            let (previous, current) = stored[i]
+            let expected: UnitTag
+            if DataFile.isZero(ciphertext) {
+                if previous.isEmpty && current.isEmpty { continue }
+                expected = try holeTag(unit: unit)
+            } else {
+                expected = try tag(unit: unit, ciphertext: ciphertext)
+            }
+            guard !(expected.matches(previous) || expected.matches(current)) else { continue }
+            throw MetaStoreError.tampered(what: "data unit \(unit) (bytes \(unit * 4096)–\(unit * 4096 + 4095)) of file \(fileID) does not verify")
+        }
+    }
+
+    /// Before units `first...` change on disk to `ciphertext` (nil: become
+    /// holes): each record becomes (what the unit holds now, what it will hold).
+    /// Returns true when so many units wait to settle that the caller should sync and settle.
+    func prepare(first: UInt64, count: Int, ciphertext: UnsafeRawBufferPointer?) throws -> Bool {
+        var stored = try records(first: first, count: count)
+        for i in 0..<count {
+            let unit = first + UInt64(i)
+            let next = try ciphertext.map { try tag(unit: unit, ciphertext: UnsafeRawBufferPointer(rebasing: $0[i * DataStore.blockSize..<(i + 1) * DataStore.blockSize])) }
+                ?? holeTag(unit: unit)
+            let (previous, current) = stored[i]
+            let now = !current.isEmpty ? current : !previous.isEmpty ? previous : try holeTag(unit: unit)
+            stored[i] = (now, next)
+            pending[unit] = next
+        }
+        try write(stored, first: first)
+        return pending.count > Self.pendingLimit
+    }
+
+    /// Units `range` that have records become holes on purpose (their records
+    /// are rewritten only where some tag is stored: never-written units stay record-less).
+    func prepareHoles(_ range: Range<UInt64>) throws {
+        guard fd >= 0, !range.isEmpty else { return }
+        let end = min(range.upperBound, fileSize(fd) / UInt64(Self.recordSize))
+        var unit = range.lowerBound
+        while unit < end {
+            let count = Int(min(end - unit, 4096))
+            let stored = try records(first: unit, count: count)
+            if stored.contains(where: { !$0.0.isEmpty || !$0.1.isEmpty }) { _ = try prepare(first: unit, count: count, ciphertext: nil) }
+            unit += UInt64(count)
+        }
+    }
+
+    /// Empties the previous slot of every unit in `settled` whose record still
+    /// has the given current tag: call only after the data file is durable.
+    func settle(_ settled: [UInt64: UnitTag]) throws {
+        for (unit, tag) in settled.sorted(by: { $0.key < $1.key }) {
+            if try records(first: unit, count: 1)[0].1.matches(tag) { try write([(.empty, tag)], first: unit) }
+            if pending[unit].map({ $0.matches(tag) }) == true { pending[unit] = nil }
+        }
+    }
+
+    /// Drops the records of units at and above `units`: call only after the
+    /// data file was cut there (after `prepareHoles`, so no crash in between reads as EIO).
+    func trim(units: UInt64) throws {
+        pending = pending.filter { $0.key < units }
+        guard fd >= 0, fileSize(fd) > units * UInt64(Self.recordSize) else { return }
+        guard ftruncate(fd, off_t(units * UInt64(Self.recordSize))) == 0 else { throw MetaStoreError.io(operation: "ftruncate", path: path, errno: errno) }
+    }
+
+    /// Tags every unit of the data file `dataFD` as it stands (records with
+    /// no previous tag), for ciphertext that is trusted as it is.
+    func tagAll(dataFD: Int32) throws {
+        let batch = 256
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: batch * DataStore.blockSize, alignment: DataStore.blockSize)
+        defer { buffer.deallocate() }
+        let units = (fileSize(dataFD) + UInt64(DataStore.blockSize) - 1) / UInt64(DataStore.blockSize)
+        var first: UInt64 = 0
+        while first < units {
+            let count = Int(min(units - first, UInt64(batch)))
+            let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count * DataStore.blockSize])
+            _ = try readFully(dataFD, into: part, at: first * UInt64(DataStore.blockSize), path: path)
+            var records = [(UnitTag, UnitTag)](repeating: (.empty, .empty), count: count)
+            for i in 0..<count {
+                let unit = UnsafeRawBufferPointer(rebasing: part[i * DataStore.blockSize..<(i + 1) * DataStore.blockSize])
+                if !DataFile.isZero(unit) { records[i].1 = try tag(unit: first + UInt64(i), ciphertext: unit) }
+            }
+            try write(records, first: first)
+            first += UInt64(count)
+        }
+        try sync()
+    }
+
+    func sync() throws {
+        guard fd >= 0 else { return }
+        guard fdatasync(fd) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
+    }
+}
