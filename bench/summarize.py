@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Turns bench/run's CSV into a Markdown table of medians (min-max) with the
-ratios kmsfs/gocryptfs and kmsfs/bindfs, and a gnuplot bar chart."""
+ratios kmsfs/gocryptfs, kmsfs/bindfs and kmsfs/kmsfs-xts (what integrity
+costs), and a gnuplot bar chart."""
 import csv, statistics, subprocess, sys
 from collections import defaultdict
 
@@ -12,20 +13,21 @@ for r in rows:
     values[(r["job"], r["target"])].append(float(r["value"]))
     units[r["job"]] = r["unit"]
 jobs = [j for j in ["seqwrite", "seqread", "randread1", "randread2", "randwrite", "metadata"] if any(k[0] == j for k in values)]
-targets = ["kmsfs", "gocryptfs", "bindfs", "plain"]
+targets = [t for t in ["kmsfs", "kmsfs-xts", "gocryptfs", "bindfs", "plain"] if any(k[1] == t for k in values)]
 med = {k: statistics.median(v) for k, v in values.items()}
 meta = rows[0] if rows else {}
 out = [f"Run {meta.get('date','?')} · commit {meta.get('commit','?')} · {meta.get('cpu','?')} · kernel {meta.get('kernel','?')} · "
        f"{len(set(r['round'] for r in rows))} rounds, interleaved\n",
-       "| job | unit | " + " | ".join(targets) + " | kmsfs/gocryptfs | kmsfs/bindfs |",
-       "|---|---|" + "---|" * len(targets) + "---|---|"]
+       "| job | unit | " + " | ".join(targets) + " | kmsfs/gocryptfs | kmsfs/bindfs | kmsfs/kmsfs-xts |",
+       "|---|---|" + "---|" * len(targets) + "---|---|---|"]
 for j in jobs:
     cells = []
     for t in targets:
         v = values.get((j, t))
         cells.append(f"{statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f})" if v else "–")
-    g, b, k = med.get((j, "gocryptfs")), med.get((j, "bindfs")), med.get((j, "kmsfs"))
-    out.append(f"| {j} | {units[j]} | " + " | ".join(cells) + f" | {k / g:.2f}× | {k / b:.2f}× |" if k and g and b else f"| {j} | {units[j]} | " + " | ".join(cells) + " | – | – |")
+    k = med.get((j, "kmsfs"))
+    ratios = [f"{k / med[(j, peer)]:.2f}×" if k and med.get((j, peer)) else "–" for peer in ["gocryptfs", "bindfs", "kmsfs-xts"]]
+    out.append(f"| {j} | {units[j]} | " + " | ".join(cells + ratios) + " |")
 open(md_path, "w").write("\n".join(out) + "\n")
 print("\n".join(out))
 dat = png_path + ".dat"
@@ -42,7 +44,7 @@ set style fill solid border -1
 set ylabel 'median relative to gocryptfs (higher is better)'
 set key top left
 set grid ytics
-plot '{dat}' using 2:xtic(1) title 'kmsfs', '' using 3 title 'gocryptfs', '' using 4 title 'bindfs', '' using 5 title 'plain'
+plot """ + ", ".join(f"'{dat}' using {i + 2}{':xtic(1)' if i == 0 else ''} title '{t}'" for i, t in enumerate(targets)) + """
 """
 try:
     subprocess.run(["gnuplot"], input=script.encode(), check=True)

@@ -69,7 +69,10 @@ public final class FileSystem: Sendable {
 
     /// Runs `body`, converting any error into an `Errno` with context for the log.
     func run<R>(_ context: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
-        do { return try body() } catch { throw Errno.from(error, context()) }
+        do { return try body() } catch {
+            if case MetaStoreError.tampered = error { activity.countIntegrityFailure() }
+            throw Errno.from(error, context())
+        }
     }
 }
 

@@ -10,6 +10,7 @@ public final class MountStatistics: Sendable {
     private let writeOps = Atomic<Int>(0)
     private let writeBytes = Atomic<Int>(0)
     private let openFiles = Atomic<Int>(0)
+    private let integrityFailures = Atomic<Int>(0)
     private let errors = Locked<[Int32: Int]>([:])
 
     public init() {}
@@ -23,12 +24,15 @@ public final class MountStatistics: Sendable {
         public var openFiles: Int
         /// Requests answered with an error, by errno (ENOENT from lookups included).
         public var errors: [Int32: Int]
+        /// Requests that met a unit or row that did not verify (answered EIO).
+        public var integrityFailures: Int
     }
 
     public var counters: Counters {
         Counters(readOperations: readOps.load(ordering: .relaxed), readBytes: readBytes.load(ordering: .relaxed),
                  writeOperations: writeOps.load(ordering: .relaxed), writeBytes: writeBytes.load(ordering: .relaxed),
-                 openFiles: openFiles.load(ordering: .relaxed), errors: errors.withLock { $0 })
+                 openFiles: openFiles.load(ordering: .relaxed), errors: errors.withLock { $0 },
+                 integrityFailures: integrityFailures.load(ordering: .relaxed))
     }
 
     func countRead(_ bytes: Int) {
@@ -44,4 +48,6 @@ public final class MountStatistics: Sendable {
     func countOpen(_ delta: Int) { openFiles.add(delta, ordering: .relaxed) }
 
     func countError(_ code: Int32) { errors.withLock { $0[code, default: 0] += 1 } }
+
+    func countIntegrityFailure() { integrityFailures.add(1, ordering: .relaxed) }
 }

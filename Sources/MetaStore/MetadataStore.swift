@@ -147,6 +147,22 @@ public final class MetadataStore: Sendable {
     /// Number of inodes in use.
     public func inodeCount() throws -> UInt64 { try catalog { try $0.inodeCount() } }
 
+    /// Every regular file's inode number, ascending (scrub).
+    public func regularFiles() throws -> [InodeNumber] {
+        try catalog { c in
+            var out: [InodeNumber] = []
+            try c.db.query("SELECT ino FROM inodes WHERE (mode & \(S_IFMT)) = \(S_IFREG) ORDER BY ino") { out.append(InodeNumber(UInt64(bitPattern: $0.int(0)))) }
+            return out
+        }
+    }
+
+    /// Rows in the inode, entry, symlink and xattr tables (scrub's count).
+    public func rowCount() throws -> Int {
+        try catalog { c in
+            try ["inodes", "entries", "symlinks", "xattrs"].reduce(0) { $0 + Int(try c.db.scalar("SELECT count(*) FROM \($1)") ?? 0) }
+        }
+    }
+
     /// Consistency check of the metadata and the ciphertext files of `data` (fsck).
     public func check(repair: Bool, data: DataStore) throws -> ConsistencyReport {
         let ids = try data.fileIDs()

@@ -24,14 +24,14 @@ public final class Progress {
     }
 
     /// Records `count` bytes processed, of which `transferred` were sent or received.
-    func advance(_ count: Int, transferred: Int = 0, chunk: Bool = true) {
+    public func advance(_ count: Int, transferred: Int = 0, chunk: Bool = true) {
         bytes += UInt64(count)
         transferredBytes += UInt64(transferred)
         if chunk { chunks += 1 }
         draw(force: false)
     }
 
-    func finish() {
+    public func finish() {
         guard enabled else { return }
         draw(force: true)
         writeError("\n")

@@ -9,7 +9,7 @@ struct Kmsfs: ParsableCommand {
         abstract: "An encrypted FUSE filesystem whose AES-256-XTS key is wrapped by a KMS.",
         discussion: "State lives in the kmsfs home: --home, $KMSFS_HOME, /var/lib/kmsfs for root, else $XDG_DATA_HOME/kmsfs.",
         version: version,
-        subcommands: [FsCommand.self, MountCommand.self, UmountCommand.self, StatusCommand.self, FsckCommand.self, SnapshotCommand.self, SecurityCommand.self, SpeedCommand.self]
+        subcommands: [FsCommand.self, MountCommand.self, UmountCommand.self, StatusCommand.self, FsckCommand.self, ScrubCommand.self, SnapshotCommand.self, SecurityCommand.self, SpeedCommand.self]
     )
 }
 

@@ -150,7 +150,7 @@ struct MountCommand: ParsableCommand {
         let report = MountStatus(name: name, store: store, superblock: superblock,
                                  unlockedBy: "\(reference.type.rawValue) \(reference.keyIdentifier)" + (reference.address.isEmpty ? "" : " (\(reference.address))"),
                                  mountpoint: mountpoint, readOnly: readOnly, fileSystem: fileSystem)
-        try SnapshotRequests.serve(store: store, fileSystem: fileSystem, metadata: metadata, preserver: preserver, anchor: anchor) { report.answer() }
+        try SnapshotRequests.serve(store: store, superblock: superblock, fileSystem: fileSystem, metadata: metadata, preserver: preserver, anchor: anchor) { report.answer() }
         if let metrics { report.startMetricsFile(metrics) }
         if notify { Daemon.report(.ready) }
         if !readOnly { fileSystem.startTimestampFlusher() }

@@ -43,6 +43,7 @@ struct MountStatus {
             "reads": ["operations": c.readOperations, "bytes": c.readBytes],
             "writes": ["operations": c.writeOperations, "bytes": c.writeBytes],
             "openFiles": c.openFiles, "errors": errors, "eio": c.errors[EIO] ?? 0,
+            "integrity": superblock.integrityMode, "integrityFailures": c.integrityFailures,
             "snapshots": (try? SnapshotManager(store: store).list().count) ?? 0,
         ]
         let process = Self.processFacts()
@@ -105,6 +106,9 @@ struct MountStatus {
             (r["errors"] as? [String: Int] ?? [:]).sorted { $0.key < $1.key }.map { ("errno=\"\($0.key)\"", $0.value) }
         }
         family("eio_total", "counter", "Requests answered with EIO.") { [("", int($0, "eio"))] }
+        family("integrity_failures_total", "counter", "Requests that met a data unit or metadata row that did not verify (tampered or damaged store).") {
+            [("", int($0, "integrityFailures"))]
+        }
         family("open_files", "gauge", "Files open now.") { [("", int($0, "openFiles"))] }
         family("snapshots", "gauge", "Snapshots of the filesystem.") { [("", int($0, "snapshots"))] }
         family("resident_bytes", "gauge", "Resident memory of the mount daemon.") { [("", int($0, "process", "rssBytes"))] }

@@ -14,9 +14,9 @@ enum SnapshotRequests {
     static let deleteVerb = "snapshot-delete"
 
     /// Called by the mount daemon: answers requests on the control channel
-    /// (snapshot create and delete, and `status`, answered by `status`).
+    /// (snapshot create and delete, `scrub`, and `status`, answered by `status`).
     /// `anchor` moves the rollback anchor after a snapshot (which advances the generation).
-    static func serve(store: StorePaths, fileSystem: FileSystem, metadata: MetadataStore, preserver: SnapshotPreserver,
+    static func serve(store: StorePaths, superblock: Superblock, fileSystem: FileSystem, metadata: MetadataStore, preserver: SnapshotPreserver,
                       anchor: RollbackAnchor?, status: @escaping @Sendable () -> String) throws {
         let manager = SnapshotManager(store: store)
         try ControlChannel.serve(storeRoot: store.root) { verb, argument in
@@ -39,6 +39,8 @@ enum SnapshotRequests {
                     return .success("")
                 case MountStatus.verb:
                     return .success(status())
+                case ScrubCommand.verb:
+                    return .success(try ScrubCommand.serve(fileSystem, superblock: superblock))
                 default:
                     return .failure(UserFacingError("unknown control request '\(verb)'", exitCode: ExitCodes.usage))
                 }

@@ -71,6 +71,7 @@ struct StatusCommand: ParsableCommand {
             ("reads", "\(reads["operations"] ?? 0) operations, \(humanBytes(UInt64(reads["bytes"] as? Int ?? 0)))"),
             ("writes", "\(writes["operations"] ?? 0) operations, \(humanBytes(UInt64(writes["bytes"] as? Int ?? 0)))"),
             ("errors", "EIO \(r["eio"] ?? 0); all: \(errors.isEmpty ? "none" : errors.joined(separator: ", "))"),
+            ("integrity", "\(r["integrity"] ?? "?")" + ((r["integrity"] as? String) == "on" ? ", \(r["integrityFailures"] ?? 0) failure(s) since mount" : " (XTS only: edits to the store are not detected)")),
             ("open files", "\(r["openFiles"] ?? 0)"),
             ("snapshots", "\(r["snapshots"] ?? 0)"),
             ("daemon", "pid \(r["pid"] ?? ""), \(humanBytes(UInt64(process["rssBytes"] as? Int ?? 0))) resident, \(process["threads"] ?? 0) threads"),

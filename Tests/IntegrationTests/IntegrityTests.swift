@@ -195,6 +195,34 @@ import Glibc
         #expect(try s.box.kmsfs("fsck", "demo").status == 0)
     }
 
+    @Test("kmsfs scrub, mounted or not: clean is 0; a bad unit or row is 65 with the place; status counts integrity failures")
+    func scrub() throws {
+        guard Harness.fuseAvailable() else { return }
+        let s = try Store()
+        var r = try s.box.kmsfs("scrub", "demo")
+        #expect(r.status == 0 && r.stdout.contains("all verified") && r.stdout.contains("3 files"), "\(r.stdout)\(r.stderr)")
+        var flipped = try s.unit(of: s.inoB, 1)
+        flipped[7] ^= 0x80
+        try s.putUnit(flipped, into: s.inoB, unit: 1)
+        r = try s.box.kmsfs("scrub", "demo", "--json")
+        let report = Harness.json(r.stdout)
+        #expect(r.status == 65 && report["badUnits"] as? Int == 1 && report["units"] as? Int == 11, "\(r.stdout)\(r.stderr)")
+        #expect((report["firstBad"] as? [String])?.first?.contains("inode \(s.inoB), unit 1") == true, "\(r.stdout)")
+        try s.box.mount()
+        r = try s.box.kmsfs("scrub", "demo")
+        #expect(r.status == 65 && r.stdout.contains("bad: inode \(s.inoB), unit 1"), "through the daemon: \(r.stdout)\(r.stderr)")
+        #expect(s.read("b", offset: 4096, count: 4096) == .errno(EIO))
+        let statusText = try s.box.kmsfs("status", "demo", "--json").stdout
+        let status = ((try? JSONSerialization.jsonObject(with: Data(statusText.utf8))) as? [[String: Any]])?.first ?? [:]
+        #expect((status["integrityFailures"] as? Int ?? 0) >= 1 && status["integrity"] as? String == "on", "\(status)")
+        try s.box.umount()
+        _ = try s.sql("UPDATE inodes SET uid = 7 WHERE ino = \(s.inoA)")
+        r = try s.box.kmsfs("scrub", "demo")
+        #expect(r.status == 65 && r.stdout.contains("tampered: inode \(s.inoA)"), "\(r.stdout)\(r.stderr)")
+        let events = try String(contentsOfFile: s.box.home + "/events.log", encoding: .utf8)
+        #expect(events.contains("\"event\":\"scrub\"") && events.contains("\"result\":\"failed\""))
+    }
+
     @Test("a rolled-back meta.db or store is refused with both generations (65); --accept-rollback mounts it and re-anchors")
     func rollback() throws {
         guard Harness.fuseAvailable() else { return }
