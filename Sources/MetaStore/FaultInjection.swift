@@ -25,7 +25,23 @@ enum FaultInjection {
         let n = count.withLock { c -> Int in c += 1; return c }
         return n > spec.after ? spec.errno : nil
     }
+
+    private static let crashSpec: (point: String, at: Int)? = {
+        guard let raw = getenv("KMSFS_CRASH_AT").map({ String(cString: $0) }) else { return nil }
+        let parts = raw.split(separator: ":")
+        return (String(parts[0]), parts.count > 1 ? Int(parts[1]) ?? 1 : 1)
+    }()
+    private static let crashCount = Locked(0)
+
+    /// With `KMSFS_CRASH_AT=POINT[:N]`, the process kills itself with SIGKILL
+    /// (as `kill -9` would) the Nth time it reaches `point`: the crash tests of
+    /// multi-step changes (fs upgrade) stop exactly between two steps.
+    static func crashPoint(_ point: String) {
+        guard let crashSpec, crashSpec.point == point else { return }
+        if crashCount.withLock({ c -> Int in c += 1; return c }) >= crashSpec.at { kill(getpid(), SIGKILL) }
+    }
     #else
     @inline(__always) static func failure(_ operation: Operation) -> Int32? { nil }
+    @inline(__always) static func crashPoint(_ point: String) {}
     #endif
 }

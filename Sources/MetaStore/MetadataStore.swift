@@ -8,7 +8,7 @@ import Glibc
 /// directory entries with encrypted names, symlinks and xattrs. Thread-safe:
 /// every call runs under one mutex, in one SQLite transaction where it writes.
 public final class MetadataStore: Sendable {
-    private let catalogLock: Locked<Catalog>
+    let catalogLock: Locked<Catalog>
     public let path: String
     /// A few MiB kept allocated so that metadata can still be committed (and
     /// space freed with unlink) when the backing store is full.

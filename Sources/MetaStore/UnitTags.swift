@@ -160,6 +160,7 @@ final class UnitTags: @unchecked Sendable {
     /// Tags every unit of the data file `dataFD` as it stands (records with
     /// no previous tag), for ciphertext that is trusted as it is.
     func tagAll(dataFD: Int32) throws {
+        try trim(units: 0)  // records left by an earlier, interrupted attempt
         let batch = 256
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: batch * DataStore.blockSize, alignment: DataStore.blockSize)
         defer { buffer.deallocate() }

@@ -13,7 +13,7 @@ struct FsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fs",
         abstract: "Create, list and delete encrypted filesystems.",
-        subcommands: [Create.self, List.self, Delete.self]
+        subcommands: [Create.self, List.self, Delete.self, Upgrade.self]
     )
 
     struct Create: ParsableCommand {

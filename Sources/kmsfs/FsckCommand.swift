@@ -30,6 +30,7 @@ struct FsckCommand: ParsableCommand {
             guard let lock = StoreLock(path: store.root + "/lock", timeout: 0.3) else {  // isHeld probes take it for an instant
                 throw UserFacingError("filesystem \(name) is mounted or in use; unmount it first", exitCode: ExitCodes.usage)
             }
+            try StoreUpgrade.finishInterrupted(store)
             // The superblock (checksummed copies) and the key: Unlock refuses a damaged one or a wrong key.
             let (superblock, keys, _) = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile), purpose: "fsck")
             let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false, exclusive: true, checking: true)

@@ -124,6 +124,7 @@ struct MountCommand: ParsableCommand {
             throw UserFacingError("filesystem \(name) is in use by another kmsfs process", exitCode: ExitCodes.mountFailed)
         }
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
+        try StoreUpgrade.finishInterrupted(store)
         let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "mount")
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false,

@@ -44,5 +44,26 @@ import Testing
         try box.mount("rehydrated")
         #expect(try box.read("hello.txt") == "written by kmsfs 1.0 (a99914b)\n")
         try box.umount()
+
+        // fs upgrade gives the old stores integrity; contents, the snapshot and the passphrase wrap stay.
+        let mounted = try box.kmsfs("mount", "legacy", box.mountpoint)
+        #expect(mounted.stderr.contains("has no integrity"), "an old store mounts with the warning: \(mounted.stderr)")
+        try box.umount()
+        let upgraded = try box.kmsfs("fs", "upgrade", "legacy")
+        #expect(upgraded.status == 0 && upgraded.stdout.contains("integrity on"), "\(upgraded.stdout)\(upgraded.stderr)")
+        #expect(try box.kmsfs(["fs", "upgrade", "legacy-pass"], env: ["KMSFS_PASSPHRASE": "fixture passphrase"]).status == 0)
+        #expect(try box.kmsfs("scrub", "legacy").status == 0)
+        let again = try box.kmsfs("mount", "legacy", box.mountpoint)
+        #expect(again.status == 0 && !again.stderr.contains("no integrity"), "\(again.stderr)")
+        let after = try Harness.shell("cd \(box.root) && sed 's|mnt/|\(box.mountpoint)/|' sums | sha256sum -c --quiet")
+        #expect(after.status == 0, "contents after the upgrade: \(after.stdout) \(after.stderr)")
+        #expect(try box.read("new.txt") == "written by this release\n")
+        try box.umount()
+        try box.mountSnapshot("s1", at: view, of: "legacy")
+        #expect(try String(contentsOfFile: view + "/hello.txt", encoding: .utf8) == "written by kmsfs 1.0 (a99914b)\n")
+        try box.umount(view)
+        #expect(try box.kmsfs(["mount", "legacy-pass", pass], env: ["KMSFS_PASSPHRASE": "fixture passphrase"]).status == 0)
+        #expect(try String(contentsOfFile: pass + "/p.txt", encoding: .utf8) == "passphrase fs\n")
+        try box.umount(pass)
     }
 }

@@ -380,6 +380,45 @@ import Glibc
         #expect(lines > 0, "the workload must have fsync'ed some overwrites")
     }
 
+    /// fs upgrade killed (SIGKILL) between each pair of its steps: the store is
+    /// always the old one or the new one, reads byte for byte, and upgrading
+    /// again (or the next mount) completes it.
+    @Test("fs upgrade killed at each step: old or new store, contents intact, a second run finishes")
+    func upgradeKilledInTheMiddle() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create(integrity: false)
+        try box.mount()
+        let fill = "import os, sys\nfor i in range(6):\n    open(f'{sys.argv[1]}/f{i}', 'wb').write(os.urandom(40000 * (i + 1)))\nos.symlink('f1', f'{sys.argv[1]}/l')"
+        #expect(try Harness.run("/usr/bin/python3", ["-c", fill, box.mountpoint]).status == 0)
+        let sums = try Harness.shell("cd \(box.mountpoint) && sha256sum f*").stdout
+        try box.umount()
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        let pristine = box.root + "/pristine"
+        #expect(try Harness.run("/bin/cp", ["-a", box.store, pristine]).status == 0)
+        for (point, committed) in [("upgrade-metadata", false), ("upgrade-tags:3", false), ("upgrade-superblock", true), ("upgrade-rename:1", true)] {
+            try FileManager.default.removeItem(atPath: box.store)
+            #expect(try Harness.run("/bin/cp", ["-a", pristine, box.store]).status == 0)
+            try? FileManager.default.removeItem(atPath: box.home + "/anchors")  // the previous round's upgraded store is not a rollback target
+            let killed = try box.kmsfs(["fs", "upgrade", "demo"], env: ["KMSFS_CRASH_AT": point])
+            #expect(killed.status == SIGKILL || killed.status == 128 + SIGKILL, "\(point): the upgrade must have been killed: \(killed.status) \(killed.stderr)")
+            let list = try box.kmsfs("fs", "list", "--json")
+            let rows = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: String]] ?? []
+            #expect(rows.first?["integrity"] == (committed ? "on" : "none"), "\(point): \(rows)")
+            let mount = try box.kmsfs("mount", "demo", box.mountpoint)
+            try #require(mount.status == 0, "\(point): the store must mount: \(mount.stderr)")
+            #expect(try Harness.shell("cd \(box.mountpoint) && sha256sum f*").stdout == sums, "\(point): contents")
+            try box.umount()
+            let finish = try box.kmsfs("fs", "upgrade", "demo")
+            #expect(finish.status == 0, "\(point): \(finish.stdout)\(finish.stderr)")
+            #expect(try box.kmsfs("scrub", "demo").status == 0, "\(point): scrub after finishing")
+            #expect(try box.kmsfs("fsck", "demo").status == 0, "\(point): fsck after finishing")
+            try box.mountSnapshot("s1", at: try box.directory("view"))
+            #expect(try Harness.shell("cd \(box.root)/view && sha256sum f*").stdout == sums, "\(point): the snapshot")
+            try box.umount(box.root + "/view")
+        }
+    }
+
     private func uuid(_ box: Sandbox) throws -> String {
         let r = try box.kmsfs("fs", "list", "--json")
         let rows = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: String]] ?? []

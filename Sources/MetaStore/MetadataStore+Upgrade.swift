@@ -1,0 +1,48 @@
+import BlockCipher
+import Locking
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension MetadataStore {
+    /// Writes a schema-2 (integrity) copy of the schema-1 database at
+    /// `source` to `target`: every inode row sealed, every entry tagged (entry
+    /// ids, the readdir cookies, kept), symlinks and xattrs as they are, the
+    /// counters tagged at generation 1. The source must be clean: sealing an
+    /// edited or damaged row would vouch for it. `wal: false` for a snapshot's
+    /// image, which stays in rollback-journal mode.
+    public static func writeUpgradedCopy(of source: String, to target: String, names: NameCipher, integrity: IntegrityKeys, wal: Bool) throws {
+        let old = try MetadataStore(path: source, names: names, create: false)
+        let problems = try old.invalidRows()
+        guard problems.isEmpty else {
+            throw MetaStoreError.untrustedMetadata(path: source, problem: "holds rows kmsfs never writes (\(problems.prefix(3).joined(separator: "; "))): run kmsfs fsck first")
+        }
+        unlink(target)
+        let new = try MetadataStore(path: target, names: names, integrity: integrity, create: true)
+        try old.catalogLock.withLock { from in
+            try new.catalogLock.withLock { to in
+                let plain = RowCodec(keys: nil)
+                try to.transaction {
+                    try to.db.query("DELETE FROM inodes")
+                    try from.db.query("SELECT \(plain.inodeColumns()) FROM inodes ORDER BY ino") { try to.insert(try plain.decode($0, from: 0)) }
+                    try from.db.query("SELECT id, parent, name, ino FROM entries ORDER BY id") { row in
+                        let parent = InodeNumber(UInt64(bitPattern: row.int(1))), ino = InodeNumber(UInt64(bitPattern: row.int(3)))
+                        try to.db.query("INSERT INTO entries(id, \(to.rows.entryColumns)) VALUES(?,?,?,?,?)",
+                                        [.int(row.int(0))] + to.rows.entryBindings(parent: parent, sealedName: row.blob(2), ino: ino))
+                    }
+                    try from.db.query("SELECT ino, target FROM symlinks") { try to.db.query("INSERT INTO symlinks(ino, target) VALUES(?,?)", [.int($0.int(0)), .blob($0.blob(1))]) }
+                    try from.db.query("SELECT ino, name, value FROM xattrs") {
+                        try to.db.query("INSERT INTO xattrs(ino, name, value) VALUES(?,?,?)", [.int($0.int(0)), .blob($0.blob(1)), .blob($0.blob(2))])
+                    }
+                    try to.writeCounters(nextIno: from.reservedIno)
+                }
+                to.cache.removeAll()
+                if wal {
+                    try to.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                } else {
+                    try to.db.execute("PRAGMA journal_mode=DELETE")
+                }
+            }
+        }
+    }
+}
