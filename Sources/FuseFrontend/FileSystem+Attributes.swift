@@ -19,7 +19,7 @@ extension FileSystem {
             let current = try metadata.attributes(ino)
             guard !current.isDirectory else { throw Errno(EISDIR) }
             guard current.isRegular else { throw Errno.invalid }
-            let inode = try table.open(ino) { try dataStore.open(ino.fileID) }
+            let inode = try openData(ino)
             defer { if table.release(ino) { purgeIfUnreferenced(current) } }
             return try gate.pass { try inode.lock.writing {
                 let old = try metadata.attributes(ino).size
@@ -27,7 +27,10 @@ extension FileSystem {
                 if changes.mtime == nil && newSize != old { changes.mtime = Timestamp.now() }
                 // Shrink the data before the recorded size, grow the size
                 // before anything can be written past it (crash ordering).
-                if newSize < old { try inode.data.truncate(from: old, to: newSize) }
+                if newSize < old {
+                    try metadata.markTagsPending(ino)
+                    try inode.data.truncate(from: old, to: newSize)
+                }
                 return try metadata.setAttributes(ino, changes)
             } }
         }

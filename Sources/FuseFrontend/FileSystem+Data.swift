@@ -31,6 +31,7 @@ extension FileSystem {
                 guard end <= UInt64(Int64.max) else { throw Errno(EFBIG) }
                 // Size first: a crash between the two leaves zeros, never stale data.
                 let grows = end > old
+                try metadata.markTagsPending(ino)
                 if grows { _ = try metadata.recordWrite(ino, newSize: end) }
                 do {
                     try inode.data.write(offset: start, data: data, fileSize: old)
@@ -57,6 +58,7 @@ extension FileSystem {
                 let size = try metadata.attributes(ino).size
                 let end = offset + length
                 if mode & (punchHole | zeroRange) != 0 {
+                    try metadata.markTagsPending(ino)
                     try inode.data.zero(offset: offset, length: length, fileSize: size)
                 } else {
                     try inode.data.preallocate(offset: offset, length: length)

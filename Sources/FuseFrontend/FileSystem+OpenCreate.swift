@@ -12,7 +12,7 @@ extension FileSystem {
         let a = try attributes(ino)
         guard !a.isDirectory else { throw Errno(EISDIR) }
         guard a.isRegular else { throw Errno.invalid }
-        _ = try run("open \(ino)") { try table.open(ino) { try dataStore.open(ino.fileID) } }
+        _ = try run("open \(ino)") { try openData(ino) }
         if flags & O_TRUNC != 0 && a.size > 0 {
             do {
                 _ = try setAttributes(ino, AttributeChanges(size: 0))
@@ -27,7 +27,7 @@ extension FileSystem {
     /// create(2): a new regular file, opened.
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, caller: Caller) throws -> InodeAttributes {
         let a = try makeNode(parent: parent, name: name, mode: UInt32(S_IFREG) | (mode & 0o7777), rdev: 0, caller: caller)
-        _ = try run("create \(a.ino)") { try table.open(a.ino) { try dataStore.open(a.ino.fileID) } }
+        _ = try run("create \(a.ino)") { try openData(a.ino) }
         activity.countOpen(1)
         return a
     }
@@ -55,6 +55,16 @@ extension FileSystem {
     /// fsyncdir and flush: metadata only.
     public func syncMetadata() throws {
         try run("fsync metadata") { try metadata.sync() }
+    }
+
+    /// Opens a handle on a file's data; the first one checks the tag file
+    /// against the digest the inode's sealed row holds (integrity on).
+    func openData(_ ino: InodeNumber) throws -> OpenInode {
+        try table.open(ino) {
+            let file = try dataStore.open(ino.fileID)
+            if let digest = try metadata.attributes(ino).tagDigest { try file.verifyTagDigest(digest) }
+            return file
+        }
     }
 
     func openInode(_ ino: InodeNumber) throws -> OpenInode {

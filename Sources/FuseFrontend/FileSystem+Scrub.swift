@@ -79,7 +79,12 @@ extension FileSystem {
     /// Reads a file's units in 1 MiB steps; a step that fails is read again
     /// unit by unit to count and name the bad ones.
     private func scrubData(_ ino: InodeNumber, size: UInt64, into report: inout ScrubReport, _ advanced: (UInt64) -> Void) throws {
-        let inode = try table.open(ino) { try dataStore.open(ino.fileID) }
+        let inode: OpenInode
+        do { inode = try openData(ino) } catch let error as MetaStoreError {
+            report.badUnits += 1
+            report.bad("inode \(ino): \(error)")
+            return
+        }
         defer { _ = table.release(ino) }
         let step: UInt64 = 1 << 20, unit = UInt64(DataStore.blockSize)
         var offset: UInt64 = 0

@@ -40,10 +40,23 @@ public final class FileSystem: Sendable {
         return orphans.count
     }
 
-    /// Flushes pending metadata and settles the tags of closed files; called at unmount.
+    /// Flushes pending metadata, settles the tags of closed files and records
+    /// the tag digest of every file written since; called at unmount.
     public func shutdown() {
-        do { try dataStore.settleClosedFiles() } catch { FuseLog.error("settling unit tags at unmount: \(error)") }
+        if !readOnly {
+            do { try dataStore.settleClosedFiles() } catch { FuseLog.error("settling unit tags at unmount: \(error)") }
+            do { try recordTagDigests() } catch { FuseLog.error("recording tag digests at unmount: \(error)") }
+        }
         do { try metadata.sync() } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
+    }
+
+    /// The digests of the files whose tags changed since the last clean
+    /// unmount (or that a crash left pending), once their tag files are durable.
+    func recordTagDigests() throws {
+        let pending = try metadata.filesWithPendingTags()
+        guard !pending.isEmpty else { return }
+        try dataStore.syncAll()
+        try metadata.setTagDigests(try pending.map { ($0, try dataStore.tagDigest($0.fileID)) })
     }
 
     func purge(_ ino: InodeNumber) throws {

@@ -23,11 +23,11 @@ extension Catalog {
         let metaKeys = integrity ? "'schema_version', 'next_ino', 'generation'" : "'schema_version', 'next_ino'"
         try add("SELECT key FROM meta WHERE key NOT IN (\(metaKeys)) OR typeof(value) != 'integer'") { "meta key '\($0.text(0))' is not kmsfs's" }
         if integrity {
-            try add("SELECT key FROM seals WHERE key != 'counters' OR typeof(value) != 'blob'") { "seal '\($0.text(0))' is not kmsfs's" }
+            try add("SELECT key FROM seals WHERE key NOT IN ('counters', 'instance') OR typeof(value) != 'blob'") { "seal '\($0.text(0))' is not kmsfs's" }
         }
         // SQLite stores any type in any column: each must hold what kmsfs writes.
         let integers = MetadataSchema.inodeColumns.split(separator: ",").map { "typeof(\($0.filter { $0 != " " })) != 'integer'" }
-            + (integrity ? ["typeof(sealed) != 'blob'"] : [])
+            + (integrity ? ["typeof(sealed) != 'blob'", "typeof(tags_pending) != 'integer'"] : [])
         try add("SELECT ino FROM inodes WHERE " + integers.joined(separator: " OR ")) { "inode \($0.int(0)) has a column of the wrong type" }
         try db.query("SELECT \(rows.inodeColumns()) FROM inodes") { row in
             guard out.count < Self.invalidRowLimit else { return }
@@ -62,6 +62,21 @@ extension Catalog {
             WHERE typeof(x.name) != 'blob' OR typeof(x.value) != 'blob' OR i.ino IS NULL
             OR length(x.name) > \(NameCipher.overhead + Self.nameMax) OR length(x.value) > \(NameCipher.overhead + Self.xattrValueMax)
             """) { "xattr of inode \($0.int(0)) belongs to no inode or is malformed" }
+        // Names, symlink targets and xattrs are AES-SIV: one that does not open was edited or moved.
+        try db.query("SELECT ino, target FROM symlinks") { row in
+            guard out.count < Self.invalidRowLimit else { return }
+            if (try? names.open(row.blob(1), associatedData: [0x6c] + le64(UInt64(bitPattern: row.int(0))), what: "symlink")) == nil {
+                out.append("tampered: the symlink target of inode \(row.int(0)) does not authenticate")
+            }
+        }
+        try db.query("SELECT ino, name, value FROM xattrs") { row in
+            guard out.count < Self.invalidRowLimit else { return }
+            let ino = le64(UInt64(bitPattern: row.int(0)))
+            if (try? names.open(row.blob(1), associatedData: [0x78, 0x6e] + ino, what: "xattr name")) == nil
+                || (try? names.open(row.blob(2), associatedData: [0x78, 0x76] + ino + row.blob(1), what: "xattr")) == nil {
+                out.append("tampered: an xattr of inode \(row.int(0)) does not authenticate")
+            }
+        }
         return out
     }
 }

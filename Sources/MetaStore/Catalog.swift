@@ -26,6 +26,8 @@ final class Catalog: @unchecked Sendable {
     /// every sync, snapshot and unmount, and is anchored outside the store so
     /// that a rolled-back store is refused (docs/FORMAT.md "Rollback").
     private(set) var generation: UInt64 = 0
+    /// This copy of the filesystem (schema 2): see `RowCodec.countersTag`.
+    private(set) var instance: [UInt8] = []
 
     init(db: SQLiteDatabase, names: NameCipher, rows: RowCodec, tolerateCounter: Bool = false) throws {
         self.db = db
@@ -39,7 +41,8 @@ final class Catalog: @unchecked Sendable {
             generation = UInt64(max(0, try db.scalar("SELECT value FROM meta WHERE key = 'generation'") ?? 0))
             var tag: [UInt8] = []
             try db.query("SELECT value FROM seals WHERE key = 'counters'") { tag = $0.blob(0) }
-            guard MessageAuthenticator.equal(try rows.countersTag(generation: generation, nextIno: nextIno), tag) else {
+            try db.query("SELECT value FROM seals WHERE key = 'instance'") { self.instance = $0.blob(0) }
+            guard instance.count == 16, MessageAuthenticator.equal(try rows.countersTag(generation: generation, nextIno: nextIno, instance: instance), tag) else {
                 throw MetaStoreError.tampered(what: "the metadata's counters (generation \(generation), next inode \(nextIno)) do not authenticate")
             }
         }
@@ -74,10 +77,20 @@ final class Catalog: @unchecked Sendable {
         try writeCountersTag(generation: generation, nextIno: stored)
     }
 
-    private func writeCountersTag(generation: UInt64, nextIno stored: UInt64) throws {
+    private func writeCountersTag(generation: UInt64, nextIno stored: UInt64, instance: [UInt8]? = nil) throws {
         guard rows.keys != nil else { return }
+        let instance = instance ?? self.instance
         try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('generation', ?)", [.int(Int64(bitPattern: generation))])
-        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('counters', ?)", [.blob(rows.countersTag(generation: generation, nextIno: stored))])
+        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('instance', ?)", [.blob(instance)])
+        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('counters', ?)", [.blob(rows.countersTag(generation: generation, nextIno: stored, instance: instance))])
+    }
+
+    /// A new random instance (import: the copy is another filesystem than its source).
+    func renewInstance() throws {
+        guard rows.keys != nil else { return }
+        let fresh = try SecureRandom.bytes(16)
+        try transaction { try writeCountersTag(generation: generation, nextIno: reservedIno, instance: fresh) }
+        instance = fresh
     }
 
     /// Moves the generation up by one, in its own transaction (schema 2 only).

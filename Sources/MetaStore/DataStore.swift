@@ -73,6 +73,20 @@ public final class DataStore: Sendable {
         try UnitTags(dataPath: p, fileID: id, mac: unitMAC).tagAll(dataFD: fd)
     }
 
+    /// SHA-256 of the tag file of `id` as it is on disk (see `verifyTagDigest`).
+    public func tagDigest(_ id: FileID) throws -> [UInt8] {
+        guard let unitMAC else { return [] }
+        return try UnitTags(dataPath: path(for: id), fileID: id, mac: unitMAC).digest()
+    }
+
+    /// Flushes every data and tag file of the store (syncfs).
+    public func syncAll() throws {
+        let dir = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dir >= 0 else { throw MetaStoreError.io(operation: "open", path: directory, errno: errno) }
+        defer { close(dir) }
+        guard syncfs(dir) == 0 else { throw MetaStoreError.io(operation: "syncfs", path: directory, errno: errno) }
+    }
+
     /// A closed file's tags that had not settled: kept until `settleClosedFiles`.
     func adoptUnsettled(_ id: FileID, _ units: [UInt64: UnitTag]) {
         unsettled.withLock { all in
@@ -87,10 +101,7 @@ public final class DataStore: Sendable {
     public func settleClosedFiles() throws {
         let all = unsettled.withLock { all in defer { all.removeAll() }; return all }
         guard let unitMAC, !all.isEmpty else { return }
-        let dir = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard dir >= 0 else { throw MetaStoreError.io(operation: "open", path: directory, errno: errno) }
-        defer { close(dir) }
-        guard syncfs(dir) == 0 else { throw MetaStoreError.io(operation: "syncfs", path: directory, errno: errno) }
+        try syncAll()
         for (id, units) in all {
             try UnitTags(dataPath: path(for: FileID(id)), fileID: FileID(id), mac: unitMAC).settle(units)
         }

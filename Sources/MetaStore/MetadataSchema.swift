@@ -12,7 +12,7 @@ enum MetadataSchema {
         CREATE TABLE IF NOT EXISTS inodes(
             ino INTEGER PRIMARY KEY, mode INTEGER NOT NULL, nlink INTEGER NOT NULL,
             uid INTEGER NOT NULL, gid INTEGER NOT NULL, rdev INTEGER NOT NULL, size INTEGER NOT NULL,
-            atime INTEGER NOT NULL, mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, parent INTEGER NOT NULL\(integrity ? ", sealed BLOB NOT NULL" : ""));
+            atime INTEGER NOT NULL, mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, parent INTEGER NOT NULL\(integrity ? ", sealed BLOB NOT NULL, tags_pending INTEGER NOT NULL" : ""));
         CREATE TABLE IF NOT EXISTS entries(
             id INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER NOT NULL\(integrity ? ", tag BLOB NOT NULL" : ""));
         CREATE UNIQUE INDEX IF NOT EXISTS entries_by_name ON entries(parent, name);

@@ -42,8 +42,10 @@ public final class MetadataStore: Sendable {
             try db.transaction {
                 try db.query("INSERT INTO meta(key, value) VALUES('schema_version', ?), ('next_ino', 2)", [.int(rows.schemaVersion)])
                 if integrity != nil {
+                    let instance = try SecureRandom.bytes(16)
                     try db.query("INSERT INTO meta(key, value) VALUES('generation', 1)")
-                    try db.query("INSERT INTO seals(key, value) VALUES('counters', ?)", [.blob(rows.countersTag(generation: 1, nextIno: 2))])
+                    try db.query("INSERT INTO seals(key, value) VALUES('instance', ?)", [.blob(instance)])
+                    try db.query("INSERT INTO seals(key, value) VALUES('counters', ?)", [.blob(rows.countersTag(generation: 1, nextIno: 2, instance: instance))])
                 }
             }
         } else {
@@ -147,6 +149,46 @@ public final class MetadataStore: Sendable {
     /// Number of inodes in use.
     public func inodeCount() throws -> UInt64 { try catalog { try $0.inodeCount() } }
 
+    /// Before a file's records change (write, truncate, punch): its tag digest
+    /// stops being current, durably, before any record is written.
+    public func markTagsPending(_ ino: InodeNumber) throws {
+        try catalog { c in
+            var a = try c.attributes(ino)
+            guard c.rows.keys != nil, a.tagDigest != nil else { return }
+            a.tagDigest = nil
+            try c.store(a)
+        }
+    }
+
+    /// Regular files whose tag digest is not current (schema 2; none on schema 1).
+    public func filesWithPendingTags() throws -> [InodeNumber] {
+        try catalog { c in
+            guard c.rows.keys != nil else { return [] }
+            var out: [InodeNumber] = []
+            try c.db.query("SELECT ino FROM inodes WHERE tags_pending = 1 ORDER BY ino") { out.append(InodeNumber(UInt64(bitPattern: $0.int(0)))) }
+            return out
+        }
+    }
+
+    /// Records the tag digests of files whose tag files are durable and settled, in one transaction.
+    public func setTagDigests(_ digests: [(InodeNumber, [UInt8])]) throws {
+        guard !digests.isEmpty else { return }
+        try catalog { c in
+            try c.transaction {
+                for (ino, digest) in digests {
+                    guard var a = try? c.attributes(ino), a.isRegular else { continue }
+                    a.tagDigest = digest
+                    try c.store(a)
+                }
+            }
+        }
+    }
+
+    /// Makes every file's tag digest pending (import: the tag files were made anew).
+    public func clearTagDigests() throws {
+        for ino in try regularFiles() { try markTagsPending(ino) }
+    }
+
     /// Every regular file's inode number, ascending (scrub).
     public func regularFiles() throws -> [InodeNumber] {
         try catalog { c in
@@ -247,6 +289,12 @@ public final class MetadataStore: Sendable {
 
     /// The store's generation (0 without integrity).
     public var generation: UInt64 { catalogLock.withLock { $0.generation } }
+
+    /// Which copy of the filesystem this store is (16 bytes; empty without integrity).
+    public var instance: [UInt8] { catalogLock.withLock { $0.instance } }
+
+    /// Makes the store a new instance (import).
+    public func renewInstance() throws { try catalogLock.withLock { try $0.renewInstance() } }
 
     /// Whether rows are sealed and tagged (schema 2).
     public var hasIntegrity: Bool { catalogLock.withLock { $0.rows.keys != nil } }

@@ -20,10 +20,15 @@ struct RowCodec: Sendable {
     /// The inode columns in SELECT and INSERT order, with `prefix` (e.g. "i.").
     func inodeColumns(_ prefix: String = "") -> String {
         let plain = MetadataSchema.inodeColumns.split(separator: ",").map { prefix + $0.filter { $0 != " " } }
-        return (plain + (keys == nil ? [] : [prefix + "sealed"])).joined(separator: ", ")
+        return (plain + (keys == nil ? [] : [prefix + "sealed", prefix + "tags_pending"])).joined(separator: ", ")
     }
 
-    var inodePlaceholders: String { keys == nil ? "?,?,?,?,?,?,?,?,?,?,?" : "?,?,?,?,?,?,?,?,?,?,?,?" }
+    var inodePlaceholders: String { keys == nil ? "?,?,?,?,?,?,?,?,?,?,?" : "?,?,?,?,?,?,?,?,?,?,?,?,?" }
+
+    /// Schema 2's `tags_pending`: a regular file whose tag digest is not
+    /// current (written since the last clean unmount), so unmount finds the
+    /// files to digest without opening every row.
+    static func tagsPending(_ a: InodeAttributes) -> Int64 { a.isRegular && a.tagDigest == nil ? 1 : 0 }
 
     /// Column values for `a`. Schema 2 stores only the tree's shape in the
     /// clear: the type bits, link count, parent, and the size rounded up to
@@ -38,7 +43,7 @@ struct RowCodec: Sendable {
         let sealed = try keys.attributes.seal(Self.sealedPlaintext(a), associatedData: Self.inodeAD(a.ino))
         return [ino, .int(Int64(a.mode & UInt32(S_IFMT))), .int(Int64(a.nlink)), .int(0), .int(0), .int(0),
                 .int(Int64(bitPattern: Self.visibleSize(a.size))), .int(0), .int(0), .int(0),
-                .int(Int64(bitPattern: a.parent.rawValue)), .blob(sealed)]
+                .int(Int64(bitPattern: a.parent.rawValue)), .blob(sealed), .int(Self.tagsPending(a))]
     }
 
     /// The size column of schema 2: whole units.
@@ -47,11 +52,12 @@ struct RowCodec: Sendable {
     static func inodeAD(_ ino: InodeNumber) -> [UInt8] { [0x69, 0x6e] + le64(ino.rawValue) }
 
     static func sealedPlaintext(_ a: InodeAttributes) -> [UInt8] {
-        var p: [UInt8] = [1, 0, 0, 0]  // layout 1, flags, reserved
+        let digest = a.isRegular ? a.tagDigest : nil
+        var p: [UInt8] = [1, digest == nil ? 0 : 1, 0, 0]  // layout 1, flags (bit 0: tag digest), reserved
         p += le32(a.mode) + le32(a.nlink) + le32(a.uid) + le32(a.gid) + le32(0)
         p += le64(a.rdev) + le64(a.size) + le64(UInt64(bitPattern: a.atime.packed)) + le64(UInt64(bitPattern: a.mtime.packed))
         p += le64(UInt64(bitPattern: a.ctime.packed)) + le64(a.parent.rawValue)
-        p += [UInt8](repeating: 0, count: 32)  // reserved: the per-file tag digest of a later layout
+        p += digest ?? [UInt8](repeating: 0, count: 32)
         return p
     }
 
@@ -70,16 +76,20 @@ struct RowCodec: Sendable {
         do { p = try keys.attributes.open(row.blob(c + 11), associatedData: Self.inodeAD(InodeNumber(UInt64(ino))), what: "inode") } catch {
             throw MetaStoreError.tampered(what: "inode \(ino): its sealed attributes do not authenticate")
         }
-        guard p.count == Self.sealedPlaintextCount, p[0] == 1, p[1] == 0, p[2] == 0, p[3] == 0, u32(p, 20) == 0, p[72...].allSatisfy({ $0 == 0 }) else {
+        guard p.count == Self.sealedPlaintextCount, p[0] == 1, p[1] <= 1, p[2] == 0, p[3] == 0, u32(p, 20) == 0, p[1] == 1 || p[72...].allSatisfy({ $0 == 0 }) else {
             throw MetaStoreError.tampered(what: "inode \(ino): its sealed attributes have an unknown layout")
         }
         func i64(_ o: Int) -> Int64 { Int64(bitPattern: u64(p, o)) }
-        let a = try Self.validated(ino: ino, mode: Int64(u32(p, 4)), nlink: Int64(u32(p, 8)), uid: Int64(u32(p, 12)), gid: Int64(u32(p, 16)),
+        var a = try Self.validated(ino: ino, mode: Int64(u32(p, 4)), nlink: Int64(u32(p, 8)), uid: Int64(u32(p, 12)), gid: Int64(u32(p, 16)),
                                    rdev: i64(24), size: i64(32), times: (i64(40), i64(48), i64(56)), parent: i64(64))
         guard row.int(c + 1) == Int64(a.mode & UInt32(S_IFMT)), row.int(c + 2) == Int64(a.nlink), row.int(c + 10) == Int64(bitPattern: a.parent.rawValue),
               row.int(c + 6) == Int64(bitPattern: Self.visibleSize(a.size)),
-              [3, 4, 5, 7, 8, 9].allSatisfy({ row.int(c + Int32($0)) == 0 })
+              [3, 4, 5, 7, 8, 9].allSatisfy({ row.int(c + Int32($0)) == 0 }), p[1] == 0 || a.isRegular
         else { throw MetaStoreError.tampered(what: "inode \(ino): its visible columns disagree with its sealed attributes") }
+        if p[1] == 1 { a.tagDigest = Array(p[72..<104]) }
+        guard row.int(c + 12) == Self.tagsPending(a) else {
+            throw MetaStoreError.tampered(what: "inode \(ino): its visible columns disagree with its sealed attributes")
+        }
         return a
     }
 
@@ -122,10 +132,12 @@ struct RowCodec: Sendable {
         }
     }
 
-    /// The tag over the stored counters (schema 2): the generation and the
-    /// next inode number cannot be edited or taken from another store.
-    func countersTag(generation: UInt64, nextIno: UInt64) throws -> [UInt8] {
+    /// The tag over the stored counters (schema 2): the generation, the next
+    /// inode number and the instance (16 random bytes, new at create, upgrade
+    /// and import, so an imported twin with the same UUID and keys is told
+    /// apart) cannot be edited or taken from another store.
+    func countersTag(generation: UInt64, nextIno: UInt64, instance: [UInt8]) throws -> [UInt8] {
         guard let keys else { return [] }
-        return try keys.metadata.authenticate([[0x63], le64(UInt64(schemaVersion)), le64(generation), le64(nextIno)], length: Self.tagByteCount)
+        return try keys.metadata.authenticate([[0x63], le64(UInt64(schemaVersion)), le64(generation), le64(nextIno), instance], length: Self.tagByteCount)
     }
 }

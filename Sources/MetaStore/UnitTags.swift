@@ -108,34 +108,68 @@ final class UnitTags: @unchecked Sendable {
         }
     }
 
-    /// Before units `first...` change on disk to `ciphertext` (nil: become
-    /// holes): each record becomes (what the unit holds now, what it will hold).
-    /// Returns true when so many units wait to settle that the caller should sync and settle.
-    func prepare(first: UInt64, count: Int, ciphertext: UnsafeRawBufferPointer?) throws -> Bool {
+    /// Before units `first...` of `dataFD` change on disk to `ciphertext`
+    /// (nil: become holes): each record becomes (what the unit holds now, what
+    /// it will hold). Returns true when so many units wait to settle that the
+    /// caller should sync and settle.
+    func prepare(first: UInt64, count: Int, ciphertext: UnsafeRawBufferPointer?, dataFD: Int32) throws -> Bool {
         var stored = try records(first: first, count: count)
+        var next = [UnitTag](repeating: .empty, count: count)
         for i in 0..<count {
             let unit = first + UInt64(i)
-            let next = try ciphertext.map { try tag(unit: unit, ciphertext: UnsafeRawBufferPointer(rebasing: $0[i * DataStore.blockSize..<(i + 1) * DataStore.blockSize])) }
+            next[i] = try ciphertext.map { try tag(unit: unit, ciphertext: UnsafeRawBufferPointer(rebasing: $0[i * DataStore.blockSize..<(i + 1) * DataStore.blockSize])) }
                 ?? holeTag(unit: unit)
-            let (previous, current) = stored[i]
-            let now = !current.isEmpty ? current : !previous.isEmpty ? previous : try holeTag(unit: unit)
-            stored[i] = (now, next)
-            pending[unit] = next
+            stored[i] = (try heldNow(unit, stored[i], dataFD: dataFD), next[i])
         }
         try write(stored, first: first)
+        for i in 0..<count { pending[first + UInt64(i)] = next[i] }
         return pending.count > Self.pendingLimit
+    }
+
+    /// The tag of what unit `unit` holds on disk now. The current slot, when
+    /// this mount wrote the unit last (its writes complete before the next
+    /// begins) or the previous slot is empty; else, after a crash, either slot
+    /// may be what is on disk, so the unit is read to tell.
+    private func heldNow(_ unit: UInt64, _ record: (UnitTag, UnitTag), dataFD: Int32) throws -> UnitTag {
+        let (previous, current) = record
+        if current.isEmpty { return previous.isEmpty ? try holeTag(unit: unit) : previous }
+        if previous.isEmpty || pending[unit] != nil { return current }
+        return try onDisk(unit, dataFD: dataFD).flatMap { $0.matches(previous) || $0.matches(current) ? $0 : nil } ?? current
+    }
+
+    /// The tag (or hole tag) of unit `unit` as the data file holds it.
+    private func onDisk(_ unit: UInt64, dataFD: Int32) throws -> UnitTag? {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: DataStore.blockSize, alignment: DataStore.blockSize)
+        defer { buffer.deallocate() }
+        _ = try readFully(dataFD, into: buffer, at: unit * UInt64(DataStore.blockSize), path: path)
+        let bytes = UnsafeRawBufferPointer(buffer)
+        return DataFile.isZero(bytes) ? try holeTag(unit: unit) : try tag(unit: unit, ciphertext: bytes)
+    }
+
+    /// After a write of units `first...` failed part way (ENOSPC, EIO): the
+    /// units are no longer pending, so no settle drops the tag of what is on
+    /// disk (the next write reads the unit to tell); then, where it can, each
+    /// record becomes (none, what the unit holds).
+    func reconcile(first: UInt64, count: Int, dataFD: Int32) throws {
+        for i in 0..<count { pending[first + UInt64(i)] = nil }
+        let stored = try records(first: first, count: count)
+        for i in 0..<count {
+            let unit = first + UInt64(i)
+            guard let held = try onDisk(unit, dataFD: dataFD), held.matches(stored[i].0) || held.matches(stored[i].1) else { continue }
+            try write([(.empty, held)], first: unit)
+        }
     }
 
     /// Units `range` that have records become holes on purpose (their records
     /// are rewritten only where some tag is stored: never-written units stay record-less).
-    func prepareHoles(_ range: Range<UInt64>) throws {
+    func prepareHoles(_ range: Range<UInt64>, dataFD: Int32) throws {
         guard fd >= 0, !range.isEmpty else { return }
         let end = min(range.upperBound, fileSize(fd) / UInt64(Self.recordSize))
         var unit = range.lowerBound
         while unit < end {
             let count = Int(min(end - unit, 4096))
             let stored = try records(first: unit, count: count)
-            if stored.contains(where: { !$0.0.isEmpty || !$0.1.isEmpty }) { _ = try prepare(first: unit, count: count, ciphertext: nil) }
+            if stored.contains(where: { !$0.0.isEmpty || !$0.1.isEmpty }) { _ = try prepare(first: unit, count: count, ciphertext: nil, dataFD: dataFD) }
             unit += UInt64(count)
         }
     }
@@ -179,6 +213,22 @@ final class UnitTags: @unchecked Sendable {
             first += UInt64(count)
         }
         try sync()
+    }
+
+    /// SHA-256 of the whole tag file (of nothing, when there is none).
+    func digest() throws -> [UInt8] {
+        var hash = SHA256()
+        guard fd >= 0 else { return hash.finalize() }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset: UInt64 = 0
+        while true {
+            let n = try readFully(fd, into: buffer, at: offset, path: path)
+            hash.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            guard n == buffer.count else { break }
+            offset += UInt64(n)
+        }
+        return hash.finalize()
     }
 
     func sync() throws {

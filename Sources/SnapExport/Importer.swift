@@ -183,6 +183,10 @@ public struct BundleReader {
             throw BundleError.mismatch("the bundle's metadata does not open with the unwrapped key or is damaged: \(report.unrepairable.prefix(3).joined(separator: "; "))")
         }
         if !report.isClean { summary.repaired = try metadata.check(repair: true, data: dataStore).repairs }
+        // The tag files were made anew from the chunks: the source's digests do not describe them.
+        try metadata.clearTagDigests()
+        // Another filesystem from now on, though with the source's UUID and keys: its own instance.
+        try metadata.renewInstance()
         // The copy keeps the source's key and file ids, so its existing blocks decrypt as they are.
         // Its new files must not take the ids the source will hand out next: the same key and
         // tweak for different plaintext would be tweak reuse across the two filesystems. So the

@@ -52,8 +52,10 @@ struct FsckCommand: ParsableCommand {
                 writeStdout("\(name) (\(superblock.uuidString)): superblock ok, key ok, \(report.inodes) inodes, \(report.entries) entries, \(report.dataFiles) data files\n")
                 for p in report.problems { writeStdout("problem: \(p)\n") }
                 for r in report.repairs { writeStdout("repaired: \(r)\n") }
-                writeStdout(report.isClean ? "clean\n" : left.isEmpty ? "all problems repaired\n"
-                            : "\(left.count) problem(s) left\(repair ? "" : "; run with --repair")\n")
+                let clean = superblock.hasIntegrity ? "clean (the metadata: 'kmsfs scrub \(name)' reads and verifies every data unit)\n" : "clean\n"
+                writeStdout(report.isClean ? clean : left.isEmpty ? "all problems repaired\n"
+                            : "\(left.count) problem(s) left" + (repair ? "" : report.unrepairable.isEmpty ? "; run with --repair"
+                                                                   : "; some cannot be repaired: \(report.unrepairable[0])") + "\n")
             }
         }
         if status != 0 { throw ExitCode(status) }

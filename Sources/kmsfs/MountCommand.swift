@@ -129,8 +129,8 @@ struct MountCommand: ParsableCommand {
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false,
                                          reservePath: store.root + "/reserve", exclusive: true)
-        let anchor = metadata.hasIntegrity ? RollbackAnchor(home: home, superblock: superblock, name: name) : nil
-        try anchor?.check(generation: metadata.generation, accept: acceptRollback)
+        let anchor = metadata.hasIntegrity ? AnchorKeeper(RollbackAnchor(home: home, superblock: superblock, name: name), metadata: metadata) : nil
+        if let anchor { try anchor.anchor.check(anchor.state, accept: acceptRollback) }
         let preserver = try SnapshotPreserver(storeRoot: store.root)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: preserver),
                                     storeRoot: store.root, readOnly: readOnly)
@@ -154,11 +154,14 @@ struct MountCommand: ParsableCommand {
         try SnapshotRequests.serve(store: store, superblock: superblock, fileSystem: fileSystem, metadata: metadata, preserver: preserver, anchor: anchor) { report.answer() }
         if let metrics { report.startMetricsFile(metrics) }
         if notify { Daemon.report(.ready) }
-        if !readOnly { fileSystem.startTimestampFlusher() }
+        if !readOnly {
+            fileSystem.startTimestampFlusher()
+            anchor?.startPeriodic()
+        }
         if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault, home: home, filesystem: name) }
         let status = session!.run(maxThreads: options.maxThreads)
         session = nil  // unmounts and runs the destroy callback: the last flush, which advances the generation
-        do { try anchor?.advance(to: metadata.generation) } catch { writeStderr("kmsfs: \(UserFacingError.from(error).message)\n") }
+        do { try anchor?.advance() } catch { writeStderr("kmsfs: \(UserFacingError.from(error).message)\n") }
         if let metrics { MountStatus.removeMetricsFile(metrics) }
         withExtendedLifetime(lock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }

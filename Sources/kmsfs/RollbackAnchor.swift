@@ -1,51 +1,69 @@
+import BlockCipher
 import Foundation
+import Locking
 import MetaStore
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The rollback anchor of one filesystem with integrity: the highest store
-/// generation this home has seen, in `<home>/anchors/<name>.<uuid>`
-/// (docs/FORMAT.md "Rollback anchors"). Someone who can write the store but
-/// not the home cannot make an older copy of the store pass for the current
-/// one. The name is part of the key because an imported copy keeps its
-/// source's UUID and may live in the same home under another name.
-struct RollbackAnchor {
+/// generation this home has seen and which copy of the filesystem it was
+/// (the store's instance), in `<home>/anchors/<name>.<uuid>` (docs/FORMAT.md
+/// "Rollback anchors"). Someone who can write the store but not the home
+/// cannot make an older copy of the store, or another copy with the same UUID
+/// and keys (an imported twin), pass for the current one. The name is part of
+/// the file name because an imported copy may live in the same home.
+struct RollbackAnchor: Sendable {
     let home: Home
     let superblock: Superblock
     let name: String
 
     var path: String { home.anchors + "/" + name + "." + superblock.uuidString }
 
-    /// The anchored generation, nil when this home never mounted the filesystem.
-    func read() throws -> UInt64? {
+    struct State: Equatable {
+        var generation: UInt64
+        var instance: [UInt8]
+    }
+
+    /// The anchored state, nil when this home never mounted the filesystem.
+    func read() throws -> State? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         let fields = String(decoding: data, as: UTF8.self).split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-        guard fields.count == 3, fields[0] == "kmsfs-anchor", fields[1] == "1", let generation = UInt64(fields[2]) else {
+        guard fields.count == 4, fields[0] == "kmsfs-anchor", fields[1] == "1", let generation = UInt64(fields[2]),
+              let instance = [UInt8](hexString: fields[3]), instance.count == 16
+        else {
             throw UserFacingError("rollback anchor \(path) is damaged", hint: "remove it only if you trust the store as it is", exitCode: ExitCodes.corruptOrUnsupported)
         }
-        return generation
+        return State(generation: generation, instance: instance)
     }
 
-    /// Refuses a store older than the anchor unless `accept` (a deliberate
-    /// restore, recorded in the audit log), then anchors at `generation`.
-    func check(generation: UInt64, accept: Bool) throws {
-        if let anchored = try read(), generation < anchored {
-            guard accept else {
-                throw UserFacingError("filesystem \(name) was rolled back: its store is at generation \(generation), older than generation \(anchored) that this home last saw",
-                                      hint: "if you restored an older copy on purpose, mount it with --accept-rollback", exitCode: ExitCodes.corruptOrUnsupported)
+    /// Refuses a store older than the anchor, or another instance of the
+    /// filesystem, unless `accept` (a deliberate restore, recorded in the
+    /// audit log); then anchors at the store's state.
+    func check(_ store: State, accept: Bool) throws {
+        if let anchored = try read() {
+            let problem = anchored.instance != store.instance
+                ? "its store is another copy of it (instance \(store.instance.hexString.prefix(8))…) than the one this home last mounted (\(anchored.instance.hexString.prefix(8))…)"
+                : store.generation < anchored.generation
+                ? "its store is at generation \(store.generation), older than generation \(anchored.generation) that this home last saw" : nil
+            if let problem {
+                guard accept else {
+                    throw UserFacingError("filesystem \(name) was rolled back: \(problem)",
+                                          hint: "if you restored an older copy on purpose, mount it with --accept-rollback", exitCode: ExitCodes.corruptOrUnsupported)
+                }
+                AuditLog.record(home, "rollback-accepted", ["filesystem": name, "uuid": superblock.uuidString,
+                                                            "from": String(anchored.generation), "to": String(store.generation)])
+                try write(store)
+                return
             }
-            AuditLog.record(home, "rollback-accepted", ["filesystem": name, "uuid": superblock.uuidString, "from": String(anchored), "to": String(generation)])
-            try write(generation)
-            return
         }
-        try advance(to: generation)
+        try advance(to: store)
     }
 
-    /// Moves the anchor up to `generation` (never down).
-    func advance(to generation: UInt64) throws {
-        if let anchored = try read(), anchored >= generation { return }
-        try write(generation)
+    /// Moves the anchor up to `store` (never down, never to another instance).
+    func advance(to store: State) throws {
+        if let anchored = try read(), anchored.instance == store.instance, anchored.generation >= store.generation { return }
+        try write(store)
     }
 
     /// Forgets the anchor (the filesystem is deleted).
@@ -53,8 +71,46 @@ struct RollbackAnchor {
         unlink(path)
     }
 
-    private func write(_ generation: UInt64) throws {
+    private func write(_ state: State) throws {
         try home.ensure()
-        try AtomicFile.write(Array("kmsfs-anchor 1 \(generation)\n".utf8), to: path)
+        try AtomicFile.write(Array("kmsfs-anchor 1 \(state.generation) \(state.instance.hexString)\n".utf8), to: path)
+    }
+}
+
+/// The mount daemon's anchor: advanced after snapshots, at unmount, and once
+/// a second while the generation moves (every fsync moves it), so a daemon
+/// killed after fsyncs leaves an anchor at most about a second behind.
+final class AnchorKeeper: Sendable {
+    let anchor: RollbackAnchor
+    private let metadata: MetadataStore
+    private let lock = Locked(UInt64(0))
+
+    init(_ anchor: RollbackAnchor, metadata: MetadataStore) {
+        self.anchor = anchor
+        self.metadata = metadata
+    }
+
+    var state: RollbackAnchor.State { RollbackAnchor.State(generation: metadata.generation, instance: metadata.instance) }
+
+    /// Anchors the store's current state (serialised: the anchor never goes down).
+    func advance() throws {
+        try lock.withLock { written in
+            let now = state
+            guard now.generation > written else { return }
+            try anchor.advance(to: now)
+            written = now.generation
+        }
+    }
+
+    /// Advances the anchor every second until the process exits.
+    func startPeriodic() {
+        let thread = Thread { [self] in
+            while true {
+                sleep(1)
+                do { try advance() } catch { writeStderr("kmsfs: \(UserFacingError.from(error).message)\n") }
+            }
+        }
+        thread.name = "kmsfs-anchor"
+        thread.start()
     }
 }

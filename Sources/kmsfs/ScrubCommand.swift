@@ -64,9 +64,11 @@ struct ScrubCommand: ParsableCommand {
             shown = done
         }
         progress?.finish()
-        if metadata.hasIntegrity, let anchored = try RollbackAnchor(home: home, superblock: superblock, name: name).read(), metadata.generation < anchored {
+        if metadata.hasIntegrity, let anchored = try RollbackAnchor(home: home, superblock: superblock, name: name).read(),
+           metadata.generation < anchored.generation || metadata.instance != anchored.instance {
             report.badRows += 1
-            report.firstBad.insert("the store is at generation \(metadata.generation), older than generation \(anchored) that this home last saw (rolled back)", at: 0)
+            report.firstBad.insert(anchored.instance != metadata.instance ? "the store is another copy of the filesystem than the one this home last mounted (rolled back)"
+                                   : "the store is at generation \(metadata.generation), older than generation \(anchored.generation) that this home last saw (rolled back)", at: 0)
         }
         return Self.encode(report, superblock: superblock, seconds: Date().timeIntervalSince(started))
     }

@@ -17,7 +17,7 @@ enum SnapshotRequests {
     /// (snapshot create and delete, `scrub`, and `status`, answered by `status`).
     /// `anchor` moves the rollback anchor after a snapshot (which advances the generation).
     static func serve(store: StorePaths, superblock: Superblock, fileSystem: FileSystem, metadata: MetadataStore, preserver: SnapshotPreserver,
-                      anchor: RollbackAnchor?, status: @escaping @Sendable () -> String) throws {
+                      anchor: AnchorKeeper?, status: @escaping @Sendable () -> String) throws {
         let manager = SnapshotManager(store: store)
         try ControlChannel.serve(storeRoot: store.root) { verb, argument in
             do {
@@ -32,7 +32,7 @@ enum SnapshotRequests {
                 case createVerb:
                     var id: UInt32 = 0
                     try paused { id = try manager.create(name: argument, now: UInt64(time(nil))) { try metadata.writeImage(to: $0) }.id }
-                    try anchor?.advance(to: metadata.generation)
+                    try anchor?.advance()
                     return .success("\(id)")
                 case deleteVerb:
                     try paused { try manager.delete(name: argument) }

@@ -137,12 +137,13 @@ import Glibc
         try s.box.umount()
     }
 
-    @Test("an old copy of a whole data file reads as EIO where it differs")
+    @Test("an old copy of a whole data file reads as EIO where it differs; with its old tag file, or with an emptied record, the file does not open")
     func restoredDataFile() throws {
         guard Harness.fuseAvailable() else { return }
         let s = try Store()
-        let old = s.box.root + "/old-a"
+        let old = s.box.root + "/old-a", oldTags = s.box.root + "/old-a.tags"
         try FileManager.default.copyItem(atPath: s.dataFile(s.inoA), toPath: old)
+        try FileManager.default.copyItem(atPath: s.dataFile(s.inoA) + ".tags", toPath: oldTags)
         // Not fsync'ed: the unmount settles the tags of closed files.
         try s.writeThroughMount([UInt8](repeating: 0x37, count: 8192), at: 2 * 4096, fsync: false)
         try FileManager.default.removeItem(atPath: s.dataFile(s.inoA))
@@ -153,6 +154,25 @@ import Glibc
         #expect(s.read("a", offset: 0, count: 8192) == .bytes(Array(s.a[0..<8192])))
         #expect(s.read("b", count: s.b.count) == .bytes(s.b))
         try s.box.umount()
+
+        // The data file and its tag file put back together, or a unit zeroed and its record
+        // emptied: the tag file no longer matches the digest the inode's sealed row holds.
+        try FileManager.default.removeItem(atPath: s.dataFile(s.inoA) + ".tags")
+        try FileManager.default.copyItem(atPath: oldTags, toPath: s.dataFile(s.inoA) + ".tags")
+        try s.box.mount()
+        #expect(s.read("a", count: 4096) == .errno(EIO), "an older data file with its older tags must not verify")
+        #expect(s.read("b", count: s.b.count) == .bytes(s.b))
+        try s.box.umount()
+        try s.putUnit([UInt8](repeating: 0, count: 4096), into: s.inoB, unit: 1)
+        let fd = open(s.dataFile(s.inoB) + ".tags", O_WRONLY)
+        try #require(fd >= 0)
+        #expect(pwrite(fd, [UInt8](repeating: 0, count: 32), 32, 32) == 32)
+        close(fd)
+        try s.box.mount()
+        #expect(s.read("b", count: 4096) == .errno(EIO), "a zeroed unit with an emptied record must not read as a hole")
+        try s.box.umount()
+        let scrub = try s.box.kmsfs("scrub", "demo")
+        #expect(scrub.status == 65 && scrub.stdout.contains("not the ones its inode recorded"), "\(scrub.stdout)")
     }
 
     @Test("edited mode, uid, size or nlink, a swapped entry or a moved sealed row: EIO for that file; fsck says tampered and --repair does not trust it")
@@ -263,6 +283,47 @@ import Glibc
         try s.box.umount()
         let events = try String(contentsOfFile: s.box.home + "/events.log", encoding: .utf8)
         #expect(events.contains("\"event\":\"rollback-accepted\""))
+    }
+
+    @Test("an imported twin (same UUID and keys) swapped in is refused; after kill -9 the anchor keeps the fsync'ed generations")
+    func twinsAndCrashedDaemons() throws {
+        guard Harness.fuseAvailable() else { return }
+        let s = try Store()
+        let box = s.box
+        try box.mount()
+        try box.umount()
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        #expect(try box.kmsfs("snapshot", "export", "demo", "s1", box.root + "/bundle").status == 0)
+        #expect(try box.kmsfs("snapshot", "import", box.root + "/bundle", "copy").status == 0)
+        let copy = try box.directory("copy-mnt")
+        #expect(try box.kmsfs("mount", "copy", copy).status == 0)
+        for i in 0..<5 {
+            #expect(try Harness.shell("echo \(i) > \(copy)/f\(i) && sync \(copy)/f\(i)").status == 0)
+        }
+        try box.umount(copy)
+        let saved = box.root + "/demo-store"
+        #expect(try Harness.run("/bin/mv", [box.store, saved]).status == 0)
+        #expect(try Harness.run("/bin/cp", ["-a", box.home + "/filesystems/copy", box.store]).status == 0)
+        var r = try box.kmsfs("mount", "demo", box.mountpoint)
+        #expect(r.status == 65 && r.stderr.contains("another copy"), "a twin with a higher generation: \(r.stderr)")
+        try FileManager.default.removeItem(atPath: box.store)
+        #expect(try Harness.run("/bin/mv", [saved, box.store]).status == 0)
+
+        let before = box.root + "/before-crash"
+        #expect(try Harness.run("/bin/cp", ["-a", box.store, before]).status == 0)
+        try box.mount()
+        for i in 0..<5 {
+            #expect(try Harness.shell("echo \(i) > \(box.mountpoint)/g\(i) && sync \(box.mountpoint)/g\(i)").status == 0)
+        }
+        usleep(2_500_000)  // the daemon anchors once a second
+        let pid = try #require(box.daemonPID())
+        #expect(kill(pid, SIGKILL) == 0)
+        usleep(300_000)
+        _ = try Harness.run("/bin/fusermount3", ["-u", "-z", box.mountpoint])
+        try FileManager.default.removeItem(atPath: box.store)
+        #expect(try Harness.run("/bin/cp", ["-a", before, box.store]).status == 0)
+        r = try box.kmsfs("mount", "demo", box.mountpoint)
+        #expect(r.status == 65 && r.stderr.contains("older than generation"), "the store from before the fsyncs: \(r.stderr)")
     }
 
     @Test("clearing the integrity bit of the superblock (checksum recomputed) fails the key check")
@@ -378,6 +439,46 @@ import Glibc
         }
         let lines = (try? String(contentsOfFile: journal, encoding: .utf8))?.split(separator: "\n").count ?? 0
         #expect(lines > 0, "the workload must have fsync'ed some overwrites")
+    }
+
+    /// A unit write that fails after its record was written (a full disk),
+    /// then one killed between record and data twice in a row (the second
+    /// write must not take the first one's unwritten tag for what is on disk).
+    @Test("a failed unit write, and two kills in a row between a record and its unit, leave the old content readable, never EIO")
+    func failedAndTwiceInterruptedWrites() throws {
+        guard Harness.fuseAvailable() else { return }
+        let s = try Store()
+        let writer = """
+            import errno, os, sys
+            fd = os.open(sys.argv[1], os.O_WRONLY)
+            try:
+                os.pwrite(fd, bytes([int(sys.argv[3])]) * 4096, int(sys.argv[2]) * 4096); os.fsync(fd); print("written")
+            except OSError as e:
+                print(errno.errorcode[e.errno])
+            """
+        func attempt(unit: Int, byte: UInt8, fault: String, kill: Bool) throws -> String {
+            s.box.env = ["KMSFS_FAULT": fault]  // the unit's record is write 1, the unit write 2
+            try s.box.mount("demo", ["--no-writeback"])
+            s.box.env = [:]
+            let r = try Harness.run("/usr/bin/python3", ["-c", writer, s.box.mountpoint + "/a", String(unit), String(byte)])
+            if kill {
+                let pid = try #require(s.box.daemonPID())
+                #expect(Glibc.kill(pid, SIGKILL) == 0)
+                usleep(300_000)
+                _ = try Harness.run("/bin/fusermount3", ["-u", "-z", s.box.mountpoint])
+                usleep(300_000)
+            } else {
+                try s.box.umount()
+            }
+            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try attempt(unit: 2, byte: 0x41, fault: "write:28:1", kill: false) == "ENOSPC")
+        #expect(try attempt(unit: 5, byte: 0x42, fault: "write:5:1", kill: true) == "EIO")
+        #expect(try attempt(unit: 5, byte: 0x43, fault: "write:5:1", kill: true) == "EIO")
+        try s.box.mount()
+        #expect(s.read("a", count: s.a.count) == .bytes(s.a), "every unit reads as its old content")
+        try s.box.umount()
+        #expect(try s.box.kmsfs("scrub", "demo").status == 0)
     }
 
     /// fs upgrade killed (SIGKILL) between each pair of its steps: the store is
