@@ -74,7 +74,9 @@ final class VaultClient: @unchecked Sendable {
 
     /// Sends one API call. `capability` names what the policy must grant on `path`
     /// ("read", "update"), for the 403 message. The body is wiped by the caller.
-    func call(_ method: String, _ path: String, body: [UInt8] = [], capability: String) throws -> HTTPResponse {
+    /// Answers with a status in `accept` are returned as they are (a KV read's 404,
+    /// a check-and-set conflict's 400).
+    func call(_ method: String, _ path: String, body: [UInt8] = [], capability: String, accept: Set<Int> = []) throws -> HTTPResponse {
         var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
         if let ns = settings.namespace, !ns.isEmpty { headers.append(("X-Vault-Namespace", ns)) }
         var request = HTTPRequest(method: method, url: settings.address + "/v1/" + path, headers: headers, body: body)
@@ -84,6 +86,8 @@ final class VaultClient: @unchecked Sendable {
         }
         switch response.status {
         case 200...299:
+            return response
+        case let status where accept.contains(status):
             return response
         case 403:
             if path != "auth/token/lookup-self", (try? lookupSelf()) != nil {

@@ -90,6 +90,9 @@ public struct VaultKeyManager: KeyManager {
 
     public func tokenInfo() throws -> VaultTokenInfo { try client.lookupSelf() }
 
+    /// Rollback anchors in the KV version 2 engine at `mount`, with this token.
+    public func anchorStore(mount: String) -> VaultAnchorStore { VaultAnchorStore(client: client, mount: mount) }
+
     /// Renews the token; returns its TTL in seconds afterwards.
     public func renewToken() throws -> Int { try client.renewSelf() }
 

@@ -20,9 +20,9 @@ public final class DataStore: Sendable {
     let unitMAC: MessageAuthenticator?
     /// Tags of closed files still waiting to settle, by file id (see `settleClosedFiles`).
     private let unsettled = Locked<[UInt64: [UInt64: UnitTag]]>([:])
-    /// Beyond this many units waiting in closed files, the oldest are let go
-    /// (they settle at their next write): bounds the daemon's memory.
-    static let unsettledLimit = 1 << 20
+    /// Beyond this many units waiting in closed files, they are let go (they
+    /// settle at their next write): bounds the daemon's memory (about 3 MiB).
+    static let unsettledLimit = 1 << 16
 
     /// - Parameter unitMAC: the filesystem's data unit MAC key (integrity on).
     ///   Snapshot views do not verify units yet (their deltas keep no tags).

@@ -177,9 +177,24 @@ final class UnitTags: @unchecked Sendable {
     /// Empties the previous slot of every unit in `settled` whose record still
     /// has the given current tag: call only after the data file is durable.
     func settle(_ settled: [UInt64: UnitTag]) throws {
-        for (unit, tag) in settled.sorted(by: { $0.key < $1.key }) {
-            if try records(first: unit, count: 1)[0].1.matches(tag) { try write([(.empty, tag)], first: unit) }
-            if pending[unit].map({ $0.matches(tag) }) == true { pending[unit] = nil }
+        let units = settled.keys.sorted()
+        var start = 0
+        // Runs of consecutive units: one read and one write of their records each.
+        while start < units.count {
+            var end = start + 1
+            while end < units.count, units[end] == units[end - 1] + 1, end - start < 4096 { end += 1 }
+            var stored = try records(first: units[start], count: end - start)
+            var changed = false
+            for i in 0..<(end - start) {
+                let unit = units[start + i], tag = settled[unit]!
+                if stored[i].1.matches(tag) && !stored[i].0.isEmpty {
+                    stored[i].0 = .empty
+                    changed = true
+                }
+                if pending[unit].map({ $0.matches(tag) }) == true { pending[unit] = nil }
+            }
+            if changed { try write(stored, first: units[start]) }
+            start = end
         }
     }
 

@@ -30,6 +30,8 @@ struct KMSConfiguration: Codable, Equatable {
     var previousKeyIdentifiers: [String]?
     /// `kms set --insecure-http`: plain http:// to a host that is not a loopback address.
     var insecureHTTP: Bool?
+    /// Vault: the KV version 2 mount that also holds each filesystem's rollback anchor.
+    var anchorMount: String?
 
     /// The configured key and the ones it replaced.
     var knownKeyIdentifiers: Set<String> { Set([keyIdentifier] + (previousKeyIdentifiers ?? [])) }

@@ -9,7 +9,8 @@ enum KMSParameters {
 
     /// Checks the raw arguments; `tokenGiven` says whether --token, --token-file or $VAULT_TOKEN supplied one.
     static func validate(type rawType: String, address: String, keyIdentifier: String, tokenGiven: Bool, tokenFromArguments: Bool,
-                         namespace: String?, caCert: String?, clientCert: String?, clientKey: String?, transitMount: String?) throws -> KMSConfiguration {
+                         namespace: String?, caCert: String?, clientCert: String?, clientKey: String?, transitMount: String?,
+                         anchorMount: String? = nil) throws -> KMSConfiguration {
         func usage(_ message: String) -> UserFacingError { UserFacingError(message, exitCode: ExitCodes.usage) }
         guard let type = KMSType(rawValue: rawType), type != .local else {
             throw usage("KMS type must be 'vault', 'kmip' or 'aws', not '\(rawType)'")
@@ -28,8 +29,10 @@ enum KMSParameters {
             guard clientCert == nil else { throw usage("--client-cert is not allowed for vault (it is for kmip)") }
             guard clientKey == nil else { throw usage("--client-key is not allowed for vault (it is for kmip)") }
             if let namespace { try validateNamespace(namespace) }
-            if let mount = transitMount, mount.isEmpty || mount.hasPrefix("/") || mount.hasSuffix("/") || mount.contains(" ") {
-                throw usage("--transit-mount '\(mount)' must be a path such as 'transit', without leading or trailing '/'")
+            for (option, value) in [("--transit-mount", transitMount), ("--anchor-mount", anchorMount)] {
+                if let mount = value, mount.isEmpty || mount.hasPrefix("/") || mount.hasSuffix("/") || mount.contains(where: { $0.isWhitespace || $0 == "?" || $0 == "#" }) {
+                    throw usage("\(option) '\(mount)' must be a path such as 'transit' or 'secret', without leading or trailing '/'")
+                }
             }
         case .kmip:
             try validateHostPort(address)
@@ -37,13 +40,13 @@ enum KMSParameters {
             guard clientCert != nil else { throw usage("--client-cert is mandatory for kmip") }
             guard clientKey != nil else { throw usage("--client-key is mandatory for kmip") }
             guard namespace == nil else { throw usage("--namespace is not allowed for kmip (it is a vault setting)") }
-            guard transitMount == nil else { throw usage("--transit-mount is not allowed for kmip (it is a vault setting)") }
+            guard transitMount == nil, anchorMount == nil else { throw usage("--transit-mount and --anchor-mount are not allowed for kmip (they are vault settings)") }
         case .aws:
             try validateAWS(address: address, keyIdentifier: keyIdentifier)
             guard !tokenFromArguments else { throw usage("--token is not allowed for aws (credentials come from the AWS environment or --profile)") }
             guard clientCert == nil, clientKey == nil else { throw usage("--client-cert and --client-key are not allowed for aws") }
             guard namespace == nil else { throw usage("--namespace is not allowed for aws (it is a vault setting)") }
-            guard transitMount == nil else { throw usage("--transit-mount is not allowed for aws (it is a vault setting)") }
+            guard transitMount == nil, anchorMount == nil else { throw usage("--transit-mount and --anchor-mount are not allowed for aws (they are vault settings)") }
         case .local:
             throw usage("KMS type must be 'vault', 'kmip' or 'aws', not '\(rawType)'")
         }
@@ -52,10 +55,12 @@ enum KMSParameters {
                 throw usage("\(option) \(path): no such readable file")
             }
         }
-        return KMSConfiguration(type: type, address: address.hasSuffix("/") ? String(address.dropLast()) : address,
-                                keyIdentifier: keyIdentifier, namespace: namespace, transitMount: transitMount,
-                                caCert: caCert.map(Home.absolute), clientCert: clientCert.map(Home.absolute),
-                                clientKey: clientKey.map(Home.absolute))
+        var config = KMSConfiguration(type: type, address: address.hasSuffix("/") ? String(address.dropLast()) : address,
+                                      keyIdentifier: keyIdentifier, namespace: namespace, transitMount: transitMount,
+                                      caCert: caCert.map(Home.absolute), clientCert: clientCert.map(Home.absolute),
+                                      clientKey: clientKey.map(Home.absolute))
+        config.anchorMount = anchorMount
+        return config
     }
 
     /// Namespace names must not end with "/", contain no spaces, and are not reserved.

@@ -129,8 +129,11 @@ struct MountCommand: ParsableCommand {
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false,
                                          reservePath: store.root + "/reserve", exclusive: true)
-        let anchor = metadata.hasIntegrity ? AnchorKeeper(RollbackAnchor(home: home, superblock: superblock, name: name), metadata: metadata) : nil
-        if let anchor { try anchor.anchor.check(anchor.state, accept: acceptRollback) }
+        // The root must verify before anything is served: a mount of a store whose root was edited is refused.
+        _ = try metadata.attributes(.root)
+        let anchor = try metadata.hasIntegrity ? AnchorKeeper(RollbackAnchor(home: home, superblock: superblock, name: name),
+                                                              remote: vaultAnchor(manager, home: home, superblock: superblock, metadata: metadata), metadata: metadata) : nil
+        try anchor?.check(accept: acceptRollback)
         let preserver = try SnapshotPreserver(storeRoot: store.root)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: preserver),
                                     storeRoot: store.root, readOnly: readOnly)
@@ -161,7 +164,7 @@ struct MountCommand: ParsableCommand {
         if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault, home: home, filesystem: name) }
         let status = session!.run(maxThreads: options.maxThreads)
         session = nil  // unmounts and runs the destroy callback: the last flush, which advances the generation
-        do { try anchor?.advance() } catch { writeStderr("kmsfs: \(UserFacingError.from(error).message)\n") }
+        do { try anchor?.advance(force: true) } catch { writeStderr("kmsfs: \(UserFacingError.from(error).message)\n") }
         if let metrics { MountStatus.removeMetricsFile(metrics) }
         withExtendedLifetime(lock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }
@@ -169,6 +172,12 @@ struct MountCommand: ParsableCommand {
 }
 
 extension MountCommand {
+    /// The Vault anchor, when the filesystem's key is in Vault and the home keeps anchors there too.
+    func vaultAnchor(_ manager: any KeyManager, home: Home, superblock: Superblock, metadata: MetadataStore) throws -> VaultAnchor? {
+        guard let vault = manager as? VaultKeyManager, let mount = try KMSConfiguration.load(home).anchorMount else { return nil }
+        return VaultAnchor(store: vault.anchorStore(mount: mount), name: name, superblock: superblock, instance: metadata.instance)
+    }
+
     /// Mounts snapshot `name` read-only. The live filesystem may be mounted
     /// and written meanwhile: the view reads through the snapshot's deltas.
     func serveSnapshot(_ name: String, home: Home, store: StorePaths, mountpoint: String, notify: Bool) throws {

@@ -39,6 +39,7 @@ struct KMSCommand: ParsableCommand {
                     fields.append(("key", config.keyIdentifier))
                     if let ns = config.namespace { fields.append(("namespace", ns)) }
                     if config.type == .vault { fields.append(("transit mount", config.transitMount ?? "transit")) }
+                    if let mount = config.anchorMount { fields.append(("anchor mount", mount)) }
                     if let ca = config.caCert { fields.append(("ca cert", ca)) }
                     if let cert = config.clientCert { fields.append(("client cert", cert)) }
                 }
@@ -95,6 +96,8 @@ struct KMSCommand: ParsableCommand {
         @Option(help: "Client key PEM (kmip).") var clientKey: String?
         @Option(help: "CA certificate PEM that signs the KMS server's certificate.") var caCert: String?
         @Option(help: "Where the transit engine is mounted (vault; default transit).") var transitMount: String?
+        @Option(help: "Also keep each filesystem's rollback anchor in this KV version 2 mount, written with check-and-set (vault; the token needs create, read and update on <mount>/data/kmsfs/anchors/*).")
+        var anchorMount: String?
         @Option(help: "AWS shared-credentials profile (aws; default: the environment, then $AWS_PROFILE or 'default').") var profile: String?
         @Option(help: "AWS region to sign for when ADDRESS is an endpoint URL (aws; default $AWS_REGION or the profile's).") var region: String?
         @Flag(help: "Store the AWS credentials in the home's kms.json, sealed with the local key (aws; by default they are read from the environment or profile at each use).")
@@ -111,7 +114,7 @@ struct KMSCommand: ParsableCommand {
                 var config = try KMSParameters.validate(type: type, address: address, keyIdentifier: keyIdentifier,
                                                             tokenGiven: fromArguments || envToken != nil, tokenFromArguments: fromArguments,
                                                             namespace: namespace, caCert: caCert, clientCert: clientCert,
-                                                            clientKey: clientKey, transitMount: transitMount)
+                                                            clientKey: clientKey, transitMount: transitMount, anchorMount: anchorMount)
                 if let host = PlainHTTPPolicy.refusedHost(config.address, allowPlainHTTP: false) {
                     guard insecureHttp else {
                         throw UserFacingError("refusing plain http:// to \(host): the KMS answers carry the master secret; use https, or --insecure-http",
@@ -147,6 +150,11 @@ struct KMSCommand: ParsableCommand {
                         writeStderr("kmsfs: warning: the token is not renewable and expires in \(tokenInfo.ttl) s; use a periodic token from a token role\n")
                     }
                     writeStdout("vault \(config.address): token valid (ttl \(tokenInfo.ttl) s), key \(config.keyIdentifier) version \(keyInfo.latestVersion), round trip ok\n")
+                    if let mount = config.anchorMount {
+                        // The policy must let the token read there (writes are checked at the first mount).
+                        _ = try vault.anchorStore(mount: mount).read("probe")
+                        writeStdout("vault \(config.address): rollback anchors in \(mount)/kmsfs/anchors/ readable\n")
+                    }
                 } else if let kmip = manager as? KMIPKeyManager {
                     let (version, state) = try kmip.validate()
                     writeStdout("kmip \(config.address): TLS ok, KMIP \(version), key \(config.keyIdentifier) \(state), round trip ok\n")

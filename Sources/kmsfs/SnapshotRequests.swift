@@ -32,7 +32,7 @@ enum SnapshotRequests {
                 case createVerb:
                     var id: UInt32 = 0
                     try paused { id = try manager.create(name: argument, now: UInt64(time(nil))) { try metadata.writeImage(to: $0) }.id }
-                    try anchor?.advance()
+                    try anchor?.advance(force: true)
                     return .success("\(id)")
                 case deleteVerb:
                     try paused { try manager.delete(name: argument) }

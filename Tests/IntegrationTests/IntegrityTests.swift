@@ -210,6 +210,12 @@ import Glibc
             #expect(fsck.status == 4 && fsck.stdout.contains("tampered"), "\(attack): \(fsck.stdout)\(fsck.stderr)")
             #expect(!fsck.stdout.contains("repaired:"), "\(attack): --repair must not fix tampering: \(fsck.stdout)")
         }
+        // The root: the mount itself is refused.
+        try? FileManager.default.removeItem(atPath: db)
+        try FileManager.default.copyItem(atPath: pristine, toPath: db)
+        _ = try s.sql("UPDATE inodes SET nlink = 5 WHERE ino = 1")
+        let root = try s.box.kmsfs("mount", "demo", s.box.mountpoint, "--accept-rollback")
+        #expect(root.status == 65 && root.stderr.contains("inode 1"), "a tampered root must not mount: \(root.stderr)")
         try? FileManager.default.removeItem(atPath: db)
         try FileManager.default.copyItem(atPath: pristine, toPath: db)
         #expect(try s.box.kmsfs("fsck", "demo").status == 0)

@@ -22,6 +22,50 @@ import Testing
         return String(decoding: bytes.map { $0 >= 0x20 && $0 < 0x7f ? $0 : 0x2e }, as: UTF8.self)
     }
 
+    /// `--anchor-mount`: the generation is also kept in a KV v2 secret written
+    /// with check-and-set, so rewriting the home's anchor with the store does not
+    /// hide a rollback; a writer holding an old version is refused.
+    @Test func rollbackAnchorInVaultKV() throws {
+        guard Harness.fuseAvailable(), let bao = OpenBao.available() else { return }
+        let box = try Sandbox()
+        let set = try setVault(box, bao, extra: ["--anchor-mount", "anchors"])
+        try #require(set.status == 0 && set.stdout.contains("rollback anchors in anchors/kmsfs/anchors/"), "set: \(set.stdout)\(set.stderr)")
+        try box.create()
+        try box.mount()
+        try box.umount()
+        let saved = box.root + "/store-copy"
+        #expect(try Harness.run("/bin/cp", ["-a", box.store, saved]).status == 0)
+        try box.mount()
+        for i in 0..<3 { #expect(try Harness.shell("echo \(i) > \(box.mountpoint)/f\(i) && sync \(box.mountpoint)/f\(i)").status == 0) }
+        try box.umount()
+        let list = try box.kmsfs("fs", "list", "--json")
+        let uuid = try #require((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: String]])?.first?["uuid"])
+        let instances = try bao.bao("kv", "list", "-format=json", "anchors/kmsfs/anchors/\(uuid)")
+        let instance = try #require((try JSONSerialization.jsonObject(with: Data(instances.stdout.utf8)) as? [String])?.first, "\(instances.stdout)\(instances.stderr)")
+        func kv() throws -> (generation: Int, version: Int) {
+            let r = try bao.bao("kv", "get", "-format=json", "anchors/kmsfs/anchors/\(uuid)/\(instance)")
+            let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            let data = object?["data"] as? [String: Any]
+            return (Int((data?["data"] as? [String: Any])?["generation"] as? String ?? "") ?? -1, (data?["metadata"] as? [String: Any])?["version"] as? Int ?? -1)
+        }
+        let anchored = try kv()
+        #expect(anchored.generation >= 5 && anchored.version >= 2, "the KV anchor follows the mounts: \(anchored)")
+
+        // Someone who can write the store and the home: the old store back, the home's anchor gone.
+        try FileManager.default.removeItem(atPath: box.store)
+        #expect(try Harness.run("/bin/cp", ["-a", saved, box.store]).status == 0)
+        try FileManager.default.removeItem(atPath: box.home + "/anchors")
+        let refused = try box.kmsfs("mount", "demo", box.mountpoint)
+        #expect(refused.status == 65 && refused.stderr.contains("Vault anchor"), "\(refused.stderr)")
+        try box.mount("demo", ["--accept-rollback"])
+        try box.umount()
+        let reanchored = try kv()
+        #expect(reanchored.generation < anchored.generation && reanchored.version > anchored.version, "re-anchored lower on purpose: \(reanchored)")
+        // Check-and-set: a write naming a version that is no longer current is refused by the server.
+        let stale = try bao.bao("kv", "put", "-cas=\(anchored.version)", "anchors/kmsfs/anchors/\(uuid)/\(instance)", "generation=999")
+        #expect(stale.status != 0 && stale.stderr.contains("check-and-set"), "\(stale.stderr)")
+    }
+
     @Test func lifecycleRotateAndRewrap() throws {
         guard Harness.fuseAvailable(), let bao = OpenBao.available() else { return }
         let box = try Sandbox()

@@ -39,12 +39,16 @@ start)
   wait_ready "$dir" 30 up
   "$bao" secrets enable transit >/dev/null
   "$bao" write -f transit/keys/kmsfs-key >/dev/null
+  "$bao" secrets enable -path=anchors kv-v2 >/dev/null
   cat >"$dir/kmsfs-policy.hcl" <<'HCL'
 path "transit/+/kmsfs-key" {
   capabilities = ["read", "create", "update"]
 }
 path "transit/keys/kmsfs-key" {
   capabilities = ["read"]
+}
+path "anchors/data/kmsfs/anchors/*" {
+  capabilities = ["create", "read", "update"]
 }
 HCL
   "$bao" policy write kmsfs "$dir/kmsfs-policy.hcl" >/dev/null
