@@ -35,6 +35,10 @@ extension FileSystem {
     public func release(_ ino: InodeNumber) {
         activity.countOpen(-1)
         if table.release(ino), let a = try? metadata.attributes(ino) { purgeIfUnreferenced(a) }
+        if dataStore.mustSettle {
+            // Closed files hold many unsettled units: settle them now, with writers held back.
+            do { try paused { try dataStore.settleClosedFiles() } } catch { FuseLog.error("settling unit tags: \(error)") }
+        }
     }
 
     /// fsync: the tag and ciphertext files, then the metadata (WAL checkpoint).

@@ -19,10 +19,13 @@ public final class DataStore: Sendable {
     /// Tags data units (integrity on); nil for XTS only.
     let unitMAC: MessageAuthenticator?
     /// Tags of closed files still waiting to settle, by file id (see `settleClosedFiles`).
-    private let unsettled = Locked<[UInt64: [UInt64: UnitTag]]>([:])
-    /// Beyond this many units waiting in closed files, they are let go (they
-    /// settle at their next write): bounds the daemon's memory (about 3 MiB).
+    private let unsettled = Locked<(files: [UInt64: [UInt64: UnitTag]], units: Int)>(([:], 0))
+    /// Beyond this many units waiting in closed files, `mustSettle` asks the
+    /// filesystem to settle them now (with writers paused): bounds memory (about 3 MiB).
     static let unsettledLimit = 1 << 16
+
+    /// Whether closed files hold so many unsettled units that they should be settled now.
+    public var mustSettle: Bool { unsettled.withLock { $0.units > Self.unsettledLimit } }
 
     /// - Parameter unitMAC: the filesystem's data unit MAC key (integrity on).
     ///   Snapshot views do not verify units yet (their deltas keep no tags).
@@ -90,16 +93,18 @@ public final class DataStore: Sendable {
     /// A closed file's tags that had not settled: kept until `settleClosedFiles`.
     func adoptUnsettled(_ id: FileID, _ units: [UInt64: UnitTag]) {
         unsettled.withLock { all in
-            all[id.rawValue, default: [:]].merge(units) { $1 }
-            if all.values.reduce(0, { $0 + $1.count }) > Self.unsettledLimit { all.removeAll() }
+            let before = all.files[id.rawValue]?.count ?? 0
+            all.files[id.rawValue, default: [:]].merge(units) { $1 }
+            all.units += (all.files[id.rawValue]?.count ?? 0) - before
         }
     }
 
     /// Makes every data and tag file durable (syncfs) and settles the tags of
     /// closed files, so no old copy of a unit they wrote still verifies. At
-    /// unmount, when nothing else runs.
+    /// unmount, or with every writer paused: a file reopened and written
+    /// meanwhile must not have its records changed under it.
     public func settleClosedFiles() throws {
-        let all = unsettled.withLock { all in defer { all.removeAll() }; return all }
+        let all = unsettled.withLock { all in defer { all = ([:], 0) }; return all.files }
         guard let unitMAC, !all.isEmpty else { return }
         try syncAll()
         for (id, units) in all {
@@ -122,7 +127,9 @@ public final class DataStore: Sendable {
     /// With snapshots, a file the newest snapshot still needs is moved into it instead.
     public func remove(_ id: FileID) throws {
         let p = path(for: id)
-        unsettled.withLock { $0[id.rawValue] = nil }
+        unsettled.withLock { all in
+            all.units -= all.files.removeValue(forKey: id.rawValue)?.count ?? 0
+        }
         defer { unlink(p + ".tags") }  // after the data file: a crash between leaves a stray tag file, never untagged data
         if let preserver {
             try preserver.retire(id.rawValue, livePath: p)

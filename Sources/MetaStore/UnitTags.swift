@@ -27,8 +27,9 @@ struct UnitTag: Sendable {
 final class UnitTags: @unchecked Sendable {
     // @unchecked: see above.
     static let recordSize = 32
-    /// Files with more units than this waiting to settle are synced and settled inline.
-    static let pendingLimit = 65_536
+    /// A file with more units than this waiting to settle (1 GiB written
+    /// since its last fsync) is synced and settled inline: bounds memory (about 10 MiB).
+    static let pendingLimit = 1 << 18
     let path: String
     let fileID: FileID
     private let mac: MessageAuthenticator

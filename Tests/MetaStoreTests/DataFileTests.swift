@@ -95,6 +95,30 @@ struct DataFileTests {
         #expect(try read(sparse, 0, 4096, (1 << 30) + 10) == [UInt8](repeating: 0, count: 4096))
     }
 
+    @Test("a closed file's unsettled units settle with the store: then an old copy of a unit no longer verifies")
+    func closedFilesSettle() throws {
+        let (store, first) = try makeFile(integrity: true)
+        let path = store.path(for: FileID(42))
+        try [UInt8](repeating: 1, count: 4096).withUnsafeBytes { try first.write(offset: 0, data: $0, fileSize: 4096) }
+        try first.settle(first.unsettledTags())
+        let old = Array(FileManager.default.contents(atPath: path)!)
+        try [UInt8](repeating: 2, count: 4096).withUnsafeBytes { try first.write(offset: 0, data: $0, fileSize: 4096) }
+        let new = Array(FileManager.default.contents(atPath: path)!)
+        #expect(!store.mustSettle, "one unit is far below the limit")
+        _ = consume first  // closed: its unsettled unit goes to the store
+        try store.settleClosedFiles()
+        func put(_ bytes: [UInt8]) {  // in place, as an attacker would (the open fd sees it)
+            let h = FileHandle(forWritingAtPath: path)!
+            h.write(Data(bytes))
+            h.closeFile()
+        }
+        put(old)
+        let reopened = try store.open(FileID(42))
+        #expect(throws: MetaStoreError.self, "settled: the old copy fails") { try read(reopened, 0, 4096, 4096) }
+        put(new)
+        #expect(try read(reopened, 0, 4096, 4096) == [UInt8](repeating: 2, count: 4096))
+    }
+
     @Test("holes stay holes, and ciphertext differs from plaintext")
     func sparse() throws {
         let (store, f) = try makeFile()
