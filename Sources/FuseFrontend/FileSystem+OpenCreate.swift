@@ -32,8 +32,11 @@ extension FileSystem {
         return a
     }
 
-    public func release(_ ino: InodeNumber) {
-        activity.countOpen(-1)
+    public func release(_ ino: InodeNumber) { release(ino, counted: true) }
+
+    /// Closes a handle (`counted`: one the kernel opened, shown in `status`).
+    func release(_ ino: InodeNumber, counted: Bool) {
+        if counted { activity.countOpen(-1) }
         if table.release(ino), let a = try? metadata.attributes(ino) { purgeIfUnreferenced(a) }
         if dataStore.mustSettle {
             // Closed files hold many unsettled units: settle them now, with writers held back.
@@ -52,23 +55,24 @@ extension FileSystem {
                 // The data is durable now; settling only narrows how long old unit copies verify.
                 do { try inode.lock.writing { try inode.data.settle(unsettled) } } catch { FuseLog.error("settling unit tags of inode \(ino): \(error)") }
             }
-            try metadata.sync()
+            try metadata.sync(advance: !readOnly)
         }
     }
 
     /// fsyncdir and flush: metadata only.
     public func syncMetadata() throws {
-        try run("fsync metadata") { try metadata.sync() }
+        try run("fsync metadata") { try metadata.sync(advance: !readOnly) }
     }
 
     /// Opens a handle on a file's data; the first one checks the tag file
-    /// against the digest the inode's sealed row holds (integrity on).
+    /// against the digest the inode's sealed row holds (integrity on), outside
+    /// the table's lock: hashing a large tag file must not stall other files.
     func openData(_ ino: InodeNumber) throws -> OpenInode {
-        try table.open(ino) {
-            let file = try dataStore.open(ino.fileID)
-            if let digest = try metadata.attributes(ino).tagDigest { try file.verifyTagDigest(digest) }
-            return file
+        if table.handle(ino) == nil {
+            let a = try metadata.attributes(ino)
+            if let digest = a.tagDigest { try dataStore.verifyTagDigest(ino.fileID, digest, size: a.size) }
         }
+        return try table.open(ino) { try dataStore.open(ino.fileID) }
     }
 
     func openInode(_ ino: InodeNumber) throws -> OpenInode {

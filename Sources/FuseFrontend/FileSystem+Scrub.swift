@@ -27,7 +27,10 @@ extension FileSystem {
     /// counters), the tree from the root (names, symlink targets, xattrs),
     /// and each regular file's units under its inode's shared lock, so a
     /// scrub of a mounted filesystem sees no half-written unit. `progress`
-    /// gets (bytes verified, bytes in all). Never changes anything.
+    /// gets (bytes verified, bytes in all). Changes nothing, except that a
+    /// regular file without a data file gets an empty one, as any open does.
+    /// Runs on the caller's thread and holds the metadata lock for the row
+    /// check: a mounted filesystem's other requests wait while it scans.
     public func scrub(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws -> ScrubReport {
         var report = ScrubReport()
         report.rows = try metadata.rowCount()
@@ -85,7 +88,7 @@ extension FileSystem {
             report.bad("inode \(ino): \(error)")
             return
         }
-        defer { _ = table.release(ino) }
+        defer { release(ino, counted: false) }
         let step: UInt64 = 1 << 20, unit = UInt64(DataStore.blockSize)
         var offset: UInt64 = 0
         while offset < size {

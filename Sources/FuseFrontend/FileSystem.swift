@@ -47,7 +47,7 @@ public final class FileSystem: Sendable {
             do { try dataStore.settleClosedFiles() } catch { FuseLog.error("settling unit tags at unmount: \(error)") }
             do { try recordTagDigests() } catch { FuseLog.error("recording tag digests at unmount: \(error)") }
         }
-        do { try metadata.sync() } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
+        do { try metadata.sync(advance: !readOnly) } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
     }
 
     /// The digests of the files whose tags changed since the last clean

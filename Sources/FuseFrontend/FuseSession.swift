@@ -43,6 +43,7 @@ public final class FuseSession {
     private let mountpoint: String
     private var mounted = false
     private var signalHandlers = false
+    private var destroyed = false
 
     /// Creates the session and mounts it on `mountpoint`.
     public init(fileSystem: FileSystem, mountpoint: String, options: Options) throws {
@@ -87,11 +88,19 @@ public final class FuseSession {
         return CFuse_session_loop_mt(session, config)
     }
 
-    deinit {
+    /// Unmounts and destroys the session, which runs the destroy callback
+    /// (the filesystem's last flush) now: a caller that must act after that
+    /// flush (the rollback anchor) cannot rely on when deinit runs, nor on it
+    /// running at all before the process exits.
+    public func close() {
+        guard !destroyed else { return }
+        destroyed = true
         if signalHandlers { fuse_remove_signal_handlers(session) }
         if mounted { fuse_session_unmount(session) }
         fuse_session_destroy(session)
     }
+
+    deinit { close() }
 }
 
 /// What the trampolines reach through the session's userdata pointer.

@@ -26,6 +26,8 @@ final class Catalog: @unchecked Sendable {
     /// every sync, snapshot and unmount, and is anchored outside the store so
     /// that a rolled-back store is refused (docs/FORMAT.md "Rollback").
     private(set) var generation: UInt64 = 0
+    /// The generation as of the last checkpoint (see `MetadataStore.durableGeneration`).
+    var durableGeneration: UInt64 = 0
     /// This copy of the filesystem (schema 2): see `RowCodec.countersTag`.
     private(set) var instance: [UInt8] = []
 
@@ -42,6 +44,7 @@ final class Catalog: @unchecked Sendable {
             var tag: [UInt8] = []
             try db.query("SELECT value FROM seals WHERE key = 'counters'") { tag = $0.blob(0) }
             try db.query("SELECT value FROM seals WHERE key = 'instance'") { self.instance = $0.blob(0) }
+            durableGeneration = generation
             guard instance.count == 16, MessageAuthenticator.equal(try rows.countersTag(generation: generation, nextIno: nextIno, instance: instance), tag) else {
                 throw MetaStoreError.tampered(what: "the metadata's counters (generation \(generation), next inode \(nextIno)) do not authenticate")
             }

@@ -66,7 +66,7 @@ public final class DataFile: @unchecked Sendable {
     /// and a new empty one takes its place. Returns false if not applicable.
     private func retireForTruncation() throws -> Bool {
         guard let preserver, preserver.needsWhole(id.rawValue) else { return false }
-        try tags?.prepareHoles(0..<(currentBackingSize() + UInt64(Self.unit) - 1) / UInt64(Self.unit), dataFD: fd)
+        try tags?.prepareHoles(0..<(currentBackingSize() + UInt64(Self.unit) - 1) / UInt64(Self.unit), dataFD: fd, track: false)
         guard try preserver.keepWhole(id.rawValue, livePath: path) else { return false }
         let fresh = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fresh >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
@@ -149,7 +149,7 @@ public final class DataFile: @unchecked Sendable {
         if newSize < oldSize || backing < current {
             let cut = backing / unit..<max(backing, (current + unit - 1) / unit * unit) / unit
             try preserve(cut)
-            try tags?.prepareHoles(cut, dataFD: fd)
+            try tags?.prepareHoles(cut, dataFD: fd, track: false)
             guard ftruncate(fd, off_t(backing)) == 0 else { throw MetaStoreError.io(operation: "ftruncate", path: path, errno: errno) }
             try tags?.trim(units: backing / unit)
         }
@@ -165,9 +165,14 @@ public final class DataFile: @unchecked Sendable {
         let lastWhole = end / unit
         if firstWhole < lastWhole {
             try preserve(firstWhole..<lastWhole)
-            try tags?.prepareHoles(firstWhole..<lastWhole, dataFD: fd)
+            let crowded = try tags?.prepareHoles(firstWhole..<lastWhole, dataFD: fd, track: true) ?? false
             let rc = fallocate(fd, CLINUX_FALLOC_FL_PUNCH_HOLE | CLINUX_FALLOC_FL_KEEP_SIZE, off_t(firstWhole * unit), off_t((lastWhole - firstWhole) * unit))
-            guard rc == 0 else { throw MetaStoreError.io(operation: "fallocate(punch)", path: path, errno: errno) }
+            guard rc == 0 else {
+                let code = errno
+                try? tags?.reconcile(first: firstWhole, count: Int(lastWhole - firstWhole), dataFD: fd)
+                throw MetaStoreError.io(operation: "fallocate(punch)", path: path, errno: code)
+            }
+            if crowded { try syncAndSettle() }
         }
         // Partial ends are rewritten; without whole units between them the
         // range can still span two units (up to 2 x 4096 - 2 bytes).
@@ -199,16 +204,6 @@ public final class DataFile: @unchecked Sendable {
         if let injected = FaultInjection.failure(.fsync) { throw MetaStoreError.io(operation: "fsync", path: path, errno: injected) }
         try tags?.sync()
         guard (dataOnly ? fdatasync(fd) : fsync(fd)) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
-    }
-
-    /// Throws `.tampered` unless the tag file is the one `digest` (from the
-    /// inode's sealed row) describes: an older or edited tag file is refused
-    /// before any unit is read. Nothing to check without integrity.
-    public func verifyTagDigest(_ digest: [UInt8]) throws {
-        guard let tags else { return }
-        guard MessageAuthenticator.equal(try tags.digest(), digest) else {
-            throw MetaStoreError.tampered(what: "the unit tags of file \(id) are not the ones its inode recorded (an older or edited tag file)")
-        }
     }
 
     /// Tags written since the last settle: take them (under the inode's
@@ -273,12 +268,16 @@ public final class DataFile: @unchecked Sendable {
             try? tags?.reconcile(first: first, count: units, dataFD: fd)
             throw error
         }
-        if crowded, let tags {
-            // Bounds memory and how long old unit copies still verify.
-            let unsettled = tags.pending
-            try sync(dataOnly: true)
-            try tags.settle(unsettled)
-        }
+        if crowded { try syncAndSettle() }
+    }
+
+    /// Too many units wait to settle: sync now and settle them (bounds memory
+    /// and how long old unit copies still verify).
+    private func syncAndSettle() throws {
+        guard let tags else { return }
+        let unsettled = tags.pending
+        try sync(dataOnly: true)
+        try tags.settle(unsettled)
     }
 
     func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {

@@ -76,6 +76,19 @@ public final class DataStore: Sendable {
         try UnitTags(dataPath: p, fileID: id, mac: unitMAC).tagAll(dataFD: fd)
     }
 
+    /// Throws `.tampered` unless the tag file of `id` is the one `digest` (from
+    /// the inode's sealed row) describes: an older or edited tag file is refused
+    /// before any unit is read. A tag file longer than a file of `size` bytes
+    /// can have is refused before it is read (nothing to check without integrity).
+    public func verifyTagDigest(_ id: FileID, _ digest: [UInt8], size: UInt64) throws {
+        guard let unitMAC else { return }
+        let tags = try UnitTags(dataPath: path(for: id), fileID: id, mac: unitMAC)
+        let units = (size + UInt64(Self.blockSize) - 1) / UInt64(Self.blockSize)
+        guard tags.length <= units * UInt64(UnitTags.recordSize), MessageAuthenticator.equal(try tags.digest(), digest) else {
+            throw MetaStoreError.tampered(what: "the unit tags of file \(id) are not the ones its inode recorded (an older or edited tag file)")
+        }
+    }
+
     /// SHA-256 of the tag file of `id` as it is on disk (see `verifyTagDigest`).
     public func tagDigest(_ id: FileID) throws -> [UInt8] {
         guard let unitMAC else { return [] }
@@ -106,9 +119,16 @@ public final class DataStore: Sendable {
     public func settleClosedFiles() throws {
         let all = unsettled.withLock { all in defer { all = ([:], 0) }; return all.files }
         guard let unitMAC, !all.isEmpty else { return }
-        try syncAll()
-        for (id, units) in all {
-            try UnitTags(dataPath: path(for: FileID(id)), fileID: FileID(id), mac: unitMAC).settle(units)
+        var left = all
+        do {
+            try syncAll()
+            for (id, units) in all {
+                try UnitTags(dataPath: path(for: FileID(id)), fileID: FileID(id), mac: unitMAC).settle(units)
+                left[id] = nil
+            }
+        } catch {
+            for (id, units) in left { adoptUnsettled(FileID(id), units) }  // tried again at the next settle
+            throw error
         }
     }
 
@@ -130,12 +150,12 @@ public final class DataStore: Sendable {
         unsettled.withLock { all in
             all.units -= all.files.removeValue(forKey: id.rawValue)?.count ?? 0
         }
-        defer { unlink(p + ".tags") }  // after the data file: a crash between leaves a stray tag file, never untagged data
         if let preserver {
             try preserver.retire(id.rawValue, livePath: p)
-            return
+        } else {
+            guard unlink(p) == 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "unlink", path: p, errno: errno) }
         }
-        guard unlink(p) == 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "unlink", path: p, errno: errno) }
+        unlink(p + ".tags")  // after the data file is gone: a crash between leaves a stray tag file, never untagged data
     }
 
     /// Bytes the backing filesystem reports for a data file (for tests of sparseness).

@@ -27,7 +27,7 @@ enum FaultInjection {
     }
 
     private static let crashSpec: (point: String, at: Int)? = {
-        guard let raw = getenv("KMSFS_CRASH_AT").map({ String(cString: $0) }) else { return nil }
+        guard let raw = getenv("KMSFS_CRASH_AT").map({ String(cString: $0) }), !raw.isEmpty else { return nil }
         let parts = raw.split(separator: ":")
         return (String(parts[0]), parts.count > 1 ? Int(parts[1]) ?? 1 : 1)
     }()

@@ -12,12 +12,13 @@ extension MetadataStore {
     /// edited or damaged row would vouch for it. `wal: false` for a snapshot's
     /// image, which stays in rollback-journal mode.
     public static func writeUpgradedCopy(of source: String, to target: String, names: NameCipher, integrity: IntegrityKeys, wal: Bool) throws {
-        let old = try MetadataStore(path: source, names: names, create: false)
+        // A snapshot's image is frozen: opened read-only, so it stays as it is if the upgrade never commits.
+        let old = try MetadataStore(path: source, names: names, create: false, readOnly: !wal)
         let problems = try old.invalidRows()
         guard problems.isEmpty else {
             throw MetaStoreError.untrustedMetadata(path: source, problem: "holds rows kmsfs never writes (\(problems.prefix(3).joined(separator: "; "))): run kmsfs fsck first")
         }
-        unlink(target)
+        StoreUpgrade.removeDatabase(target)  // with the WAL of an earlier, interrupted attempt: replayed, it would corrupt this one
         let new = try MetadataStore(path: target, names: names, integrity: integrity, create: true)
         try old.catalogLock.withLock { from in
             try new.catalogLock.withLock { to in

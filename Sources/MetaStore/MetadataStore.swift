@@ -156,6 +156,10 @@ public final class MetadataStore: Sendable {
             var a = try c.attributes(ino)
             guard c.rows.keys != nil, a.tagDigest != nil else { return }
             a.tagDigest = nil
+            // Durable before any record changes: a power loss must not leave the
+            // old digest beside a changed tag file (the file would not open).
+            try c.db.execute("PRAGMA synchronous=FULL")
+            defer { try? c.db.execute("PRAGMA synchronous=NORMAL") }
             try c.store(a)
         }
     }
@@ -229,6 +233,8 @@ public final class MetadataStore: Sendable {
         try catalogLock.withLock { c in
             try c.flushDirty()
             try c.advanceGeneration()
+            try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            c.durableGeneration = c.generation
             try c.db.copy(to: target)
             return c.nextIno
         }
@@ -279,16 +285,23 @@ public final class MetadataStore: Sendable {
     /// Makes every committed change durable (flush, then a WAL checkpoint,
     /// which fsyncs). With integrity, the generation moves up first, so every
     /// durable state has its own number.
-    public func sync() throws {
+    /// `advance: false` (fsck without --repair, read-only mounts) writes no new generation.
+    public func sync(advance: Bool = true) throws {
         try catalogLock.withLock { c in
             try c.flushDirty()
-            try c.advanceGeneration()
+            if advance { try c.advanceGeneration() }
             try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            c.durableGeneration = c.generation
         }
     }
 
     /// The store's generation (0 without integrity).
     public var generation: UInt64 { catalogLock.withLock { $0.generation } }
+
+    /// The newest generation known to be on disk (after a checkpoint): what
+    /// rollback anchors may record, so a power loss never leaves an anchor
+    /// ahead of the store.
+    public var durableGeneration: UInt64 { catalogLock.withLock { $0.durableGeneration } }
 
     /// Which copy of the filesystem this store is (16 bytes; empty without integrity).
     public var instance: [UInt8] { catalogLock.withLock { $0.instance } }

@@ -1,5 +1,4 @@
 import BlockCipher
-internal import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,7 +22,7 @@ public enum StoreUpgrade {
         try finishInterrupted(store)
         // 1. The metadata, and each snapshot's image, as schema 2 beside the old.
         try MetadataStore.writeUpgradedCopy(of: store.metadata, to: store.metadata + suffix, names: keys.names, integrity: integrity, wal: true)
-        for image in snapshotImages(store) {
+        for image in try snapshotImages(store) {
             try MetadataStore.writeUpgradedCopy(of: image, to: image + suffix, names: keys.names, integrity: integrity, wal: false)
         }
         FaultInjection.crashPoint("upgrade-metadata")
@@ -36,7 +35,7 @@ public enum StoreUpgrade {
             progress(tagged)
             FaultInjection.crashPoint("upgrade-tags")
         }
-        try syncFilesystem(of: store.root)
+        try data.syncAll()
         // 3. The commit point: the superblock with the integrity bit and the new key-check value.
         var next = superblock
         next.incompatFeatures |= SuperblockLayout.incompatBoundKeyCheck | SuperblockLayout.incompatIntegrity
@@ -53,34 +52,40 @@ public enum StoreUpgrade {
     /// removes what one that did not commit left behind. Call under the store
     /// lock before opening the store's metadata.
     public static func finishInterrupted(_ store: StorePaths) throws {
-        let pending = ([store.metadata] + snapshotImages(store)).filter { access($0 + suffix, F_OK) == 0 }
+        let pending = ([store.metadata] + (try snapshotImages(store))).filter { access($0 + suffix, F_OK) == 0 }
         guard !pending.isEmpty else { return }
         let committed = try SuperblockFile.read(store.superblock).hasIntegrity
         for path in pending {
             guard committed else {
-                unlink(path + suffix)
+                removeDatabase(path + suffix)
                 continue
             }
             // The old WAL must go first: replayed onto the new database it would corrupt it.
-            for stale in [path + "-wal", path + "-shm", path + "-journal"] {
-                guard unlink(stale) == 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "unlink", path: stale, errno: errno) }
-            }
+            try removeJournals(of: path)
             guard rename(path + suffix, path) == 0 else { throw MetaStoreError.io(operation: "rename", path: path, errno: errno) }
             try syncDirectory(containing: path)
             FaultInjection.crashPoint("upgrade-rename")
         }
     }
 
-    /// The metadata images of the store's snapshots.
-    static func snapshotImages(_ store: StorePaths) -> [String] {
+    /// The metadata images of the store's snapshots (an unreadable catalog is an error, not "none").
+    static func snapshotImages(_ store: StorePaths) throws -> [String] {
         let paths = SnapshotPaths(storeRoot: store.root)
-        return ((try? SnapshotCatalog.load(paths).snapshots) ?? []).map { paths.metadata($0) }.filter { access($0, F_OK) == 0 }
+        return try SnapshotCatalog.load(paths).snapshots.map { paths.metadata($0) }.filter { access($0, F_OK) == 0 }
     }
 
-    private static func syncFilesystem(of path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
-        defer { close(fd) }
-        guard syncfs(fd) == 0 else { throw MetaStoreError.io(operation: "syncfs", path: path, errno: errno) }
+    /// Removes an SQLite database's WAL, shared-memory and rollback journal files.
+    static func removeJournals(of path: String) throws {
+        for stale in [path + "-wal", path + "-shm", path + "-journal"] {
+            guard unlink(stale) == 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "unlink", path: stale, errno: errno) }
+        }
     }
+
+    /// Removes an SQLite database and its journals (a copy being rebuilt or dropped).
+    static func removeDatabase(_ path: String) {
+        unlink(path)
+        try? removeJournals(of: path)
+    }
+
+
 }

@@ -48,6 +48,9 @@ final class UnitTags: @unchecked Sendable {
 
     deinit { if fd >= 0 { close(fd) } }
 
+    /// Bytes in the tag file (0 when there is none).
+    var length: UInt64 { fd >= 0 ? fileSize(fd) : 0 }
+
     // MARK: tags
 
     /// HMAC-SHA-256/128 over le64("d"), le64(file id), le64(unit index) and the ciphertext.
@@ -112,8 +115,9 @@ final class UnitTags: @unchecked Sendable {
     /// Before units `first...` of `dataFD` change on disk to `ciphertext`
     /// (nil: become holes): each record becomes (what the unit holds now, what
     /// it will hold). Returns true when so many units wait to settle that the
-    /// caller should sync and settle.
-    func prepare(first: UInt64, count: Int, ciphertext: UnsafeRawBufferPointer?, dataFD: Int32) throws -> Bool {
+    /// caller should sync and settle. `track: false` when the units are about
+    /// to be cut off (truncation): nothing of them is left to settle.
+    func prepare(first: UInt64, count: Int, ciphertext: UnsafeRawBufferPointer?, dataFD: Int32, track: Bool = true) throws -> Bool {
         var stored = try records(first: first, count: count)
         var next = [UnitTag](repeating: .empty, count: count)
         for i in 0..<count {
@@ -123,7 +127,7 @@ final class UnitTags: @unchecked Sendable {
             stored[i] = (try heldNow(unit, stored[i], dataFD: dataFD), next[i])
         }
         try write(stored, first: first)
-        for i in 0..<count { pending[first + UInt64(i)] = next[i] }
+        if track { for i in 0..<count { pending[first + UInt64(i)] = next[i] } }
         return pending.count > Self.pendingLimit
     }
 
@@ -142,7 +146,7 @@ final class UnitTags: @unchecked Sendable {
     private func onDisk(_ unit: UInt64, dataFD: Int32) throws -> UnitTag? {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: DataStore.blockSize, alignment: DataStore.blockSize)
         defer { buffer.deallocate() }
-        _ = try readFully(dataFD, into: buffer, at: unit * UInt64(DataStore.blockSize), path: path)
+        _ = try readFully(dataFD, into: buffer, at: unit * UInt64(DataStore.blockSize), path: String(path.dropLast(".tags".count)))
         let bytes = UnsafeRawBufferPointer(buffer)
         return DataFile.isZero(bytes) ? try holeTag(unit: unit) : try tag(unit: unit, ciphertext: bytes)
     }
@@ -161,18 +165,25 @@ final class UnitTags: @unchecked Sendable {
         }
     }
 
-    /// Units `range` that have records become holes on purpose (their records
-    /// are rewritten only where some tag is stored: never-written units stay record-less).
-    func prepareHoles(_ range: Range<UInt64>, dataFD: Int32) throws {
-        guard fd >= 0, !range.isEmpty else { return }
+    /// Units `range` that have records become holes on purpose, in chunks of
+    /// 4096 units; a chunk whose records are all empty (never written) is left
+    /// alone. `track: false` for a truncation (see `prepare`). Returns whether
+    /// the caller should sync and settle.
+    @discardableResult
+    func prepareHoles(_ range: Range<UInt64>, dataFD: Int32, track: Bool) throws -> Bool {
+        var crowded = false
+        guard fd >= 0, !range.isEmpty else { return false }
         let end = min(range.upperBound, fileSize(fd) / UInt64(Self.recordSize))
         var unit = range.lowerBound
         while unit < end {
             let count = Int(min(end - unit, 4096))
             let stored = try records(first: unit, count: count)
-            if stored.contains(where: { !$0.0.isEmpty || !$0.1.isEmpty }) { _ = try prepare(first: unit, count: count, ciphertext: nil, dataFD: dataFD) }
+            if stored.contains(where: { !$0.0.isEmpty || !$0.1.isEmpty }) {
+                crowded = try prepare(first: unit, count: count, ciphertext: nil, dataFD: dataFD, track: track) || crowded
+            }
             unit += UInt64(count)
         }
+        return crowded
     }
 
     /// Empties the previous slot of every unit in `settled` whose record still

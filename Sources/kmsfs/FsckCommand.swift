@@ -38,7 +38,7 @@ struct FsckCommand: ParsableCommand {
             let data = DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: try SnapshotPreserver(storeRoot: store.root))
             var report = try metadata.check(repair: repair, data: data)
             SnapshotManager(store: store).check(repair: repair, into: &report)
-            try metadata.sync()
+            try metadata.sync(advance: repair)
             withExtendedLifetime(lock) {}
             let left = repair ? report.unrepairable : report.problems
             status = report.isClean ? 0 : (left.isEmpty ? 1 : 4)

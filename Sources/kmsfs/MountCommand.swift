@@ -148,7 +148,7 @@ struct MountCommand: ParsableCommand {
         options.allowSetuid = suid
         options.allowDevices = dev
         options.debug = debug
-        var session: FuseSession? = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
+        let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
         lock.record(mountpoint: mountpoint)
         let reference = manager.reference
         let report = MountStatus(name: name, store: store, superblock: superblock,
@@ -162,8 +162,8 @@ struct MountCommand: ParsableCommand {
             anchor?.startPeriodic()
         }
         if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault, home: home, filesystem: name) }
-        let status = session!.run(maxThreads: options.maxThreads)
-        session = nil  // unmounts and runs the destroy callback: the last flush, which advances the generation
+        let status = session.run(maxThreads: options.maxThreads)
+        session.close()  // unmounts and runs the destroy callback: the last flush, which advances the generation
         do { try anchor?.advance(force: true) } catch { writeStderr("kmsfs: \(UserFacingError.from(error).message)\n") }
         if let metrics { MountStatus.removeMetricsFile(metrics) }
         withExtendedLifetime(lock) {}
@@ -198,6 +198,7 @@ extension MountCommand {
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
         if notify { Daemon.report(.ready) }
         let status = session.run(maxThreads: options.maxThreads)
+        session.close()
         withExtendedLifetime(viewLock) {}
         guard status == 0 else { throw UserFacingError("the FUSE session ended with status \(status)", exitCode: ExitCodes.io) }
     }

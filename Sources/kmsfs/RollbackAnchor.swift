@@ -139,7 +139,7 @@ final class AnchorKeeper: Sendable {
         self.metadata = metadata
     }
 
-    var state: RollbackAnchor.State { RollbackAnchor.State(generation: metadata.generation, instance: metadata.instance) }
+    var state: RollbackAnchor.State { RollbackAnchor.State(generation: metadata.durableGeneration, instance: metadata.instance) }
 
     /// Refuses a rolled-back store (either anchor), then anchors it.
     func check(accept: Bool) throws {

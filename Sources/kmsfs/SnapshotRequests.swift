@@ -71,6 +71,7 @@ enum SnapshotRequests {
         // A short wait, not 0: `FileLock.isHeld` (fs list, umount) probes by taking the lock for an instant.
         if let lock = StoreLock(path: store.root + "/lock", timeout: 0.3) {
             defer { withExtendedLifetime(lock) {} }
+            try StoreUpgrade.finishInterrupted(store)  // never snapshot the old metadata of a committed upgrade
             try locally()
             return
         }
