@@ -44,10 +44,21 @@ public final class FileSystem: Sendable {
     /// the tag digest of every file written since; called at unmount.
     public func shutdown() {
         if !readOnly {
-            do { try dataStore.settleClosedFiles() } catch { FuseLog.error("settling unit tags at unmount: \(error)") }
+            do { try settleEverything() } catch { FuseLog.error("settling unit tags at unmount: \(error)") }
             do { try recordTagDigests() } catch { FuseLog.error("recording tag digests at unmount: \(error)") }
         }
         do { try metadata.sync(advance: !readOnly) } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
+    }
+
+    /// Settles the tags of closed files and of files still open: the kernel
+    /// sends RELEASE asynchronously, so a file closed just before the unmount
+    /// may still be open here. One syncfs first makes every unit durable.
+    func settleEverything() throws {
+        try dataStore.syncAll()
+        try dataStore.settleClosedFiles()
+        for inode in table.allOpen() {
+            try inode.lock.writing { try inode.data.settle(inode.data.unsettledTags()) }
+        }
     }
 
     /// The digests of the files whose tags changed since the last clean

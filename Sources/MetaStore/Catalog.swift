@@ -177,12 +177,12 @@ final class Catalog: @unchecked Sendable {
 
     /// Points an existing name at another inode (rename exchange).
     func setEntry(_ parent: InodeNumber, _ sealed: [UInt8], to ino: InodeNumber) throws {
-        let where_ = "WHERE parent = ? AND name = ?"
+        let byName = "WHERE parent = ? AND name = ?"
         let key: [SQLValue] = [.int(Int64(bitPattern: parent.rawValue)), .blob(sealed)]
         if rows.keys == nil {
-            try db.query("UPDATE entries SET ino = ? \(where_)", [.int(Int64(bitPattern: ino.rawValue))] + key)
+            try db.query("UPDATE entries SET ino = ? \(byName)", [.int(Int64(bitPattern: ino.rawValue))] + key)
         } else {
-            try db.query("UPDATE entries SET ino = ?, tag = ? \(where_)",
+            try db.query("UPDATE entries SET ino = ?, tag = ? \(byName)",
                          [.int(Int64(bitPattern: ino.rawValue)), .blob(try rows.entryTag(parent: parent, sealedName: sealed, ino: ino))] + key)
         }
     }

@@ -235,13 +235,22 @@ struct UmountCommand: ParsableCommand {
                 throw UserFacingError("unmounting \(mountpoint) failed (is it busy? see 'fuser -m \(mountpoint)')", hint: "kmsfs umount --lazy \(mountpoint)", exitCode: ExitCodes.mountFailed)
             }
             guard let lock else { return }
-            var waited = 0.0
-            while StoreLock.isHeld(lock) && waited < 60 {
+            // The daemon's last flush (metadata, unit tags, digests, anchors) can take a while
+            // on a busy disk: returning before it ends would let a caller see a half-closed store.
+            var ticks = 0  // of 50 ms
+            while StoreLock.isHeld(lock) {
+                if ticks >= Self.flushWaitSeconds * 20 {
+                    throw UserFacingError("\(mountpoint) is unmounted, but its daemon is still flushing after \(Self.flushWaitSeconds) s (see its log)", exitCode: ExitCodes.io)
+                }
+                if ticks == 100 { writeStderr("kmsfs: waiting for the daemon of \(mountpoint) to finish flushing...\n") }
                 usleep(50_000)
-                waited += 0.05
+                ticks += 1
             }
         }
     }
+
+    /// How long umount waits for the daemon's last flush before reporting it.
+    static let flushWaitSeconds = 600
 
     /// The lock a mount's daemon holds: the store's, when its daemon recorded
     /// this mount point; a snapshot view's lock for `NAME@SNAPSHOT`. Nil for a
