@@ -14,16 +14,21 @@ public final class MessageAuthenticator: Sendable {
         contexts = ContextPool { try MACContext(mac: mac, key: key) }
     }
 
-    /// HMAC of the concatenation of `parts`, its first `out.count` bytes (at most 32) into `out`.
-    public func authenticate(_ parts: [UnsafeRawBufferPointer], into out: UnsafeMutableRawBufferPointer) throws {
+    /// HMAC of `first` followed by `second`, its first `out.count` bytes (at
+    /// most 32) into `out`. Two parts, not an array of them: a unit tag is
+    /// computed per 4 KiB unit and must not allocate.
+    public func authenticate(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer? = nil, into out: UnsafeMutableRawBufferPointer) throws {
         precondition(out.count <= Self.fullByteCount)
         try contexts.with { context in
             guard EVP_MAC_init(context.ctx, nil, 0, nil) == 1 else { throw BlockCipherError.lastOpenSSL("EVP_MAC_init(HMAC)") }
-            for part in parts where part.count > 0 {
+            func update(_ part: UnsafeRawBufferPointer) throws {
+                guard part.count > 0 else { return }
                 guard EVP_MAC_update(context.ctx, part.baseAddress!.assumingMemoryBound(to: UInt8.self), part.count) == 1 else {
                     throw BlockCipherError.lastOpenSSL("EVP_MAC_update(HMAC)")
                 }
             }
+            try update(first)
+            if let second { try update(second) }
             var full = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
             var length = 0
             let ok = withUnsafeMutableBytes(of: &full) {
@@ -47,7 +52,7 @@ public final class MessageAuthenticator: Sendable {
     public func authenticate(_ parts: [[UInt8]], length: Int = fullByteCount) throws -> [UInt8] {
         let message = parts.reduce(into: [UInt8]()) { $0 += $1 }
         var out = [UInt8](repeating: 0, count: length)
-        try message.withUnsafeBytes { m in try out.withUnsafeMutableBytes { try authenticate([m], into: $0) } }
+        try message.withUnsafeBytes { m in try out.withUnsafeMutableBytes { try authenticate(m, into: $0) } }
         return out
     }
 }

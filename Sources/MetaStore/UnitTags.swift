@@ -67,7 +67,7 @@ final class UnitTags: @unchecked Sendable {
         var header = (domain.littleEndian, fileID.rawValue.littleEndian, unit.littleEndian)
         var out = UnitTag.empty
         try withUnsafeBytes(of: &header) { h in
-            try withUnsafeMutableBytes(of: &out) { try mac.authenticate(ciphertext.map { [h, $0] } ?? [h], into: $0) }
+            try withUnsafeMutableBytes(of: &out) { try mac.authenticate(h, ciphertext, into: $0) }
         }
         return out
     }
