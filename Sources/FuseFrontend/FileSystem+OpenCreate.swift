@@ -64,15 +64,18 @@ extension FileSystem {
         try run("fsync metadata") { try metadata.sync(advance: !readOnly) }
     }
 
-    /// Opens a handle on a file's data; the first one checks the tag file
-    /// against the digest the inode's sealed row holds (integrity on), outside
-    /// the table's lock: hashing a large tag file must not stall other files.
+    /// Opens a handle on a file's data; the first one checks the file against
+    /// the content digest its inode's sealed row holds (integrity on), outside
+    /// the table's lock: hashing a large tag file, or reading a snapshot
+    /// view's file whole, must not stall other files.
     func openData(_ ino: InodeNumber) throws -> OpenInode {
-        if table.handle(ino) == nil {
+        func verify() throws -> VerifiedContent? {
             let a = try metadata.attributes(ino)
-            if let digest = a.tagDigest { try dataStore.verifyTagDigest(ino.fileID, digest, size: a.size) }
+            return try dataStore.verifyContent(ino.fileID, size: a.size, digest: a.contentDigest)
         }
-        return try table.open(ino) { try dataStore.open(ino.fileID) }
+        let checked = table.handle(ino) == nil ? try verify() : nil
+        // (Checked again under the lock only when the last handle closed in between.)
+        return try table.open(ino) { try dataStore.open(ino.fileID, verified: checked ?? verify()) }
     }
 
     func openInode(_ ino: InodeNumber) throws -> OpenInode {

@@ -41,13 +41,23 @@ public final class FileSystem: Sendable {
     }
 
     /// Flushes pending metadata, settles the tags of closed files and records
-    /// the tag digest of every file written since; called at unmount.
+    /// the content digest of every file written since; called at unmount.
     public func shutdown() {
         if !readOnly {
             do { try settleEverything() } catch { FuseLog.error("settling unit tags at unmount: \(error)") }
-            do { try recordTagDigests() } catch { FuseLog.error("recording tag digests at unmount: \(error)") }
+            do { try recordContentDigests(strict: false) } catch { FuseLog.error("recording content digests at unmount: \(error)") }
         }
         do { try metadata.sync(advance: !readOnly) } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
+    }
+
+    /// Before a snapshot's metadata copy, with writers paused: every file's
+    /// tags are settled and its content digest recorded, so the snapshot's
+    /// image holds the digest a view or an import checks its data against.
+    /// A file that does not verify fails the snapshot.
+    public func sealForSnapshot() throws {
+        guard !readOnly else { return }
+        try settleEverything()
+        try recordContentDigests(strict: true)
     }
 
     /// Settles the tags of closed files and of files still open: the kernel
@@ -61,13 +71,24 @@ public final class FileSystem: Sendable {
         }
     }
 
-    /// The digests of the files whose tags changed since the last clean
-    /// unmount (or that a crash left pending), once their tag files are durable.
-    func recordTagDigests() throws {
+    /// The content digests of the files whose tags changed since the last
+    /// clean unmount (or that a crash left pending), once their tag files
+    /// are durable and settled. Not `strict` (unmount): a file that cannot be
+    /// digested (a unit that does not verify) is logged and stays pending.
+    func recordContentDigests(strict: Bool) throws {
         let pending = try metadata.filesWithPendingTags()
         guard !pending.isEmpty else { return }
-        try dataStore.syncAll()
-        try metadata.setTagDigests(try pending.map { ($0, try dataStore.tagDigest($0.fileID)) })
+        var digests: [(InodeNumber, [UInt8])] = []
+        for ino in pending {
+            do {
+                digests.append((ino, try dataStore.contentDigest(ino.fileID, size: try metadata.attributes(ino).size)))
+            } catch {
+                if strict { throw error }
+                FuseLog.error("inode \(ino): its content digest stays unrecorded: \(error)")
+            }
+        }
+        try dataStore.syncAll()  // the settled records the digests describe
+        try metadata.setContentDigests(digests)
     }
 
     func purge(_ ino: InodeNumber) throws {

@@ -31,9 +31,11 @@ public final class DataFile: @unchecked Sendable {
     let tags: UnitTags?
     /// Where tags still waiting to settle go when the file is closed.
     private let store: DataStore?
+    /// Snapshot view, integrity on: the tags of the units the snapshot holds.
+    let verified: VerifiedContent?
 
     init(fd: Int32, id: FileID, cipher: XTSCipher, path: String, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil,
-         tags: UnitTags? = nil, store: DataStore? = nil) {
+         tags: UnitTags? = nil, store: DataStore? = nil, verified: VerifiedContent? = nil) {
         self.fd = fd
         self.id = id
         self.cipher = cipher
@@ -42,6 +44,7 @@ public final class DataFile: @unchecked Sendable {
         self.overlay = overlay
         self.tags = tags
         self.store = store
+        self.verified = verified
     }
 
     deinit {
@@ -225,6 +228,7 @@ public final class DataFile: @unchecked Sendable {
         if let injected = FaultInjection.failure(.read) { throw MetaStoreError.io(operation: "read", path: path, errno: injected) }
         try readCiphertext(into: buffer, first: first)
         try tags?.verify(UnsafeRawBufferPointer(buffer), first: first)
+        try verified?.verify(UnsafeRawBufferPointer(buffer), first: first)
         // Decrypt runs of non-hole units with one call each.
         let units = buffer.count / Self.unit
         var anyData = false

@@ -17,7 +17,7 @@ public final class DataStore: Sendable {
     /// Set on a snapshot view (read-only).
     public let overlay: SnapshotOverlay?
     /// Tags data units (integrity on); nil for XTS only.
-    let unitMAC: MessageAuthenticator?
+    public let unitMAC: MessageAuthenticator?
     /// Tags of closed files still waiting to settle, by file id (see `settleClosedFiles`).
     private let unsettled = Locked<(files: [UInt64: [UInt64: UnitTag]], units: Int)>(([:], 0))
     /// Beyond this many units waiting in closed files, `mustSettle` asks the
@@ -28,11 +28,10 @@ public final class DataStore: Sendable {
     public var mustSettle: Bool { unsettled.withLock { $0.units > Self.unsettledLimit } }
 
     /// - Parameter unitMAC: the filesystem's data unit MAC key (integrity on).
-    ///   Snapshot views do not verify units yet (their deltas keep no tags).
     public init(directory: String, cipher: XTSCipher, unitMAC: MessageAuthenticator? = nil, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil) {
         self.directory = directory
         self.cipher = cipher
-        self.unitMAC = overlay == nil ? unitMAC : nil
+        self.unitMAC = unitMAC
         self.preserver = preserver
         self.overlay = overlay
     }
@@ -53,11 +52,12 @@ public final class DataStore: Sendable {
     }
 
     /// Opens (creating if needed) the ciphertext file of `id`; in a snapshot
-    /// view, opens it read-only if it exists.
-    public func open(_ id: FileID) throws -> DataFile {
+    /// view, opens it read-only if it exists, with what `verifyContent` returned.
+    public func open(_ id: FileID, verified: VerifiedContent? = nil) throws -> DataFile {
         let p = path(for: id)
         if let overlay {
-            return DataFile(fd: try overlay.openLive(id.rawValue), id: id, cipher: cipher, path: p, overlay: overlay)
+            guard unitMAC == nil || verified != nil else { throw MetaStoreError.tampered(what: "file \(id) was opened unverified") }
+            return DataFile(fd: try overlay.openLive(id.rawValue), id: id, cipher: cipher, path: p, overlay: overlay, verified: verified)
         }
         let tags = try unitMAC.map { try UnitTags(dataPath: p, fileID: id, mac: $0) }
         let fd = Glibc.open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
@@ -65,34 +65,88 @@ public final class DataStore: Sendable {
         return DataFile(fd: fd, id: id, cipher: cipher, path: p, preserver: preserver, tags: tags, store: self)
     }
 
-    /// Tags every unit of the (closed) data file of `id` as it stands: for an
-    /// imported file, whose chunks were checked against the bundle's manifest.
-    public func tagAsItStands(_ id: FileID) throws {
-        guard let unitMAC else { return }
+    /// Tags every unit of the (closed) data file of `id` as it stands (an
+    /// imported file) and returns its content digest, which the caller
+    /// checks against the file's sealed row.
+    public func tagAsItStands(_ id: FileID) throws -> [UInt8] {
+        guard let unitMAC else { return [] }
         let p = path(for: id)
         let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: p, errno: errno) }
         defer { close(fd) }
-        try UnitTags(dataPath: p, fileID: id, mac: unitMAC).tagAll(dataFD: fd)
+        return try UnitTags(dataPath: p, fileID: id, mac: unitMAC).tagAll(dataFD: fd)
     }
 
-    /// Throws `.tampered` unless the tag file of `id` is the one `digest` (from
-    /// the inode's sealed row) describes: an older or edited tag file is refused
-    /// before any unit is read. A tag file longer than a file of `size` bytes
-    /// can have is refused before it is read (nothing to check without integrity).
-    public func verifyTagDigest(_ id: FileID, _ digest: [UInt8], size: UInt64) throws {
-        guard let unitMAC else { return }
-        let tags = try UnitTags(dataPath: path(for: id), fileID: id, mac: unitMAC)
+    /// Checks a file's data before its first open (integrity on), against
+    /// the content digest its sealed row holds (`digest`, nil while the file's
+    /// tags are pending). Live: the tag file must give that digest, so an
+    /// older or edited tag file is refused before any unit is read (a tag
+    /// file longer than a file of `size` bytes can have is refused before it
+    /// is read); returns nil. Snapshot view: every unit the snapshot holds is
+    /// read and tagged, and the tags are returned for `open`.
+    public func verifyContent(_ id: FileID, size: UInt64, digest: [UInt8]?) throws -> VerifiedContent? {
+        guard let unitMAC else { return nil }
         let units = (size + UInt64(Self.blockSize) - 1) / UInt64(Self.blockSize)
-        guard tags.length <= units * UInt64(UnitTags.recordSize), MessageAuthenticator.equal(try tags.digest(), digest) else {
+        if let overlay {
+            guard let digest else { throw MetaStoreError.tampered(what: "file \(id) has no content digest in the snapshot") }
+            let (computed, verified) = try snapshotContent(id, units: units, overlay: overlay, mac: unitMAC, keepTags: true)
+            guard MessageAuthenticator.equal(computed, digest) else {
+                throw MetaStoreError.tampered(what: "the data of file \(id) is not what the snapshot held (its content digest differs)")
+            }
+            return verified
+        }
+        guard let digest else { return nil }
+        let tags = try UnitTags(dataPath: path(for: id), fileID: id, mac: unitMAC)
+        guard tags.length <= units * UInt64(UnitTags.recordSize), MessageAuthenticator.equal(try tags.contentDigest(units: units, dataFD: nil), digest) else {
             throw MetaStoreError.tampered(what: "the unit tags of file \(id) are not the ones its inode recorded (an older or edited tag file)")
         }
+        return nil
     }
 
-    /// SHA-256 of the tag file of `id` as it is on disk (see `verifyTagDigest`).
-    public func tagDigest(_ id: FileID) throws -> [UInt8] {
+    /// A snapshot view's file of `size` bytes: its content digest from the
+    /// units the snapshot holds (an upgrade's snapshot images get it).
+    public func snapshotContentDigest(_ id: FileID, size: UInt64) throws -> [UInt8] {
+        guard let unitMAC, let overlay else { return [] }
+        return try snapshotContent(id, units: (size + UInt64(Self.blockSize) - 1) / UInt64(Self.blockSize), overlay: overlay, mac: unitMAC, keepTags: false).0
+    }
+
+    /// A snapshot view's file: its content digest from the units the snapshot holds, and their tags.
+    private func snapshotContent(_ id: FileID, units: UInt64, overlay: SnapshotOverlay, mac: MessageAuthenticator,
+                                 keepTags: Bool) throws -> ([UInt8], VerifiedContent) {
+        let digester = ContentDigester(UnitTagger(fileID: id, mac: mac), keepTags: keepTags)
+        let live = try overlay.openLive(id.rawValue)
+        defer { if live >= 0 { close(live) } }
+        let batch: UInt64 = 256
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(batch) * Self.blockSize, alignment: Self.blockSize)
+        defer { buffer.deallocate() }
+        var first: UInt64 = 0
+        while first < units {
+            let count = Int(min(batch, units - first))
+            let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count * Self.blockSize])
+            try overlay.read(id.rawValue, liveFD: live, first: first, into: part)
+            try digester.add(ciphertext: UnsafeRawBufferPointer(part), first: first)
+            first += UInt64(count)
+        }
+        return digester.finalizeKeeping()
+    }
+
+    /// The content digest of the live file `id` of `size` bytes, from its
+    /// tag file, once its tags are settled; records a crash left with two
+    /// tags are resolved against the data file and rewritten. The caller
+    /// makes the tag files durable (`syncAll`) before it records the digest.
+    public func contentDigest(_ id: FileID, size: UInt64) throws -> [UInt8] {
         guard let unitMAC else { return [] }
-        return try UnitTags(dataPath: path(for: id), fileID: id, mac: unitMAC).digest()
+        let p = path(for: id)
+        let tags = try UnitTags(dataPath: p, fileID: id, mac: unitMAC)
+        let fd = Glibc.open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: p, errno: errno) }
+        defer { if fd >= 0 { close(fd) } }
+        let units = (size + UInt64(Self.blockSize) - 1) / UInt64(Self.blockSize)
+        guard tags.length <= units * UInt64(UnitTags.recordSize) else {
+            throw MetaStoreError.tampered(what: "the tag file of file \(id) is longer than a file of \(size) bytes needs")
+        }
+        // A missing data file reads as holes (a file whose units were all cut).
+        return try tags.contentDigest(units: units, dataFD: fd >= 0 ? fd : nil)
     }
 
     /// Flushes every data and tag file of the store (syncfs).

@@ -60,11 +60,12 @@ public struct InodeAttributes: Sendable, Equatable {
     public var ctime: Timestamp
     /// For directories, the parent directory (for ".." and rename loop checks).
     public var parent: InodeNumber
-    /// Integrity on, regular files: SHA-256 of the file's tag file as of the
-    /// last clean unmount, or nil while its tags are changing (docs/FORMAT.md
-    /// "Tag digests"). Restoring an older tag file, or emptying a record, no
-    /// longer matches it.
-    public var tagDigest: [UInt8]? = nil
+    /// Integrity on, regular files: the file's content digest (see
+    /// `ContentDigester`) as of the last clean unmount or snapshot, or nil
+    /// while its tags are changing (docs/FORMAT.md "Content digests").
+    /// Restoring an older tag file, or emptying a record, no longer matches
+    /// it; in a snapshot's image it is what the view and an import check.
+    public var contentDigest: [UInt8]? = nil
 
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
     public var isRegular: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }

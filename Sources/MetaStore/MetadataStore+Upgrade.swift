@@ -11,7 +11,9 @@ extension MetadataStore {
     /// counters tagged at generation 1. The source must be clean: sealing an
     /// edited or damaged row would vouch for it. `wal: false` for a snapshot's
     /// image, which stays in rollback-journal mode.
-    public static func writeUpgradedCopy(of source: String, to target: String, names: NameCipher, integrity: IntegrityKeys, wal: Bool) throws {
+    /// `digest` gives each regular file's content digest.
+    public static func writeUpgradedCopy(of source: String, to target: String, names: NameCipher, integrity: IntegrityKeys, wal: Bool,
+                                         digest: (InodeAttributes) throws -> [UInt8]) throws {
         // A snapshot's image is frozen: opened read-only, so it stays as it is if the upgrade never commits.
         let old = try MetadataStore(path: source, names: names, create: false, readOnly: !wal)
         let problems = try old.invalidRows()
@@ -25,7 +27,11 @@ extension MetadataStore {
                 let plain = RowCodec(keys: nil)
                 try to.transaction {
                     try to.db.query("DELETE FROM inodes")
-                    try from.db.query("SELECT \(plain.inodeColumns()) FROM inodes ORDER BY ino") { try to.insert(try plain.decode($0, from: 0)) }
+                    try from.db.query("SELECT \(plain.inodeColumns()) FROM inodes ORDER BY ino") { row in
+                        var a = try plain.decode(row, from: 0)
+                        if a.isRegular { a.contentDigest = try digest(a) }
+                        try to.insert(a)
+                    }
                     try from.db.query("SELECT id, parent, name, ino FROM entries ORDER BY id") { row in
                         let parent = InodeNumber(UInt64(bitPattern: row.int(1))), ino = InodeNumber(UInt64(bitPattern: row.int(3)))
                         try to.db.query("INSERT INTO entries(id, \(to.rows.entryColumns)) VALUES(?,?,?,?,?)",

@@ -149,13 +149,13 @@ public final class MetadataStore: Sendable {
     /// Number of inodes in use.
     public func inodeCount() throws -> UInt64 { try catalog { try $0.inodeCount() } }
 
-    /// Before a file's records change (write, truncate, punch): its tag digest
+    /// Before a file's records change (write, truncate, punch): its content digest
     /// stops being current, durably, before any record is written.
     public func markTagsPending(_ ino: InodeNumber) throws {
         try catalog { c in
             var a = try c.attributes(ino)
-            guard c.rows.keys != nil, a.tagDigest != nil else { return }
-            a.tagDigest = nil
+            guard c.rows.keys != nil, a.contentDigest != nil else { return }
+            a.contentDigest = nil
             // Durable before any record changes: a power loss must not leave the
             // old digest beside a changed tag file (the file would not open).
             try c.db.execute("PRAGMA synchronous=FULL")
@@ -164,7 +164,7 @@ public final class MetadataStore: Sendable {
         }
     }
 
-    /// Regular files whose tag digest is not current (schema 2; none on schema 1).
+    /// Regular files whose content digest is not current (schema 2; none on schema 1).
     public func filesWithPendingTags() throws -> [InodeNumber] {
         try catalog { c in
             guard c.rows.keys != nil else { return [] }
@@ -174,23 +174,27 @@ public final class MetadataStore: Sendable {
         }
     }
 
-    /// Records the tag digests of files whose tag files are durable and settled, in one transaction.
-    public func setTagDigests(_ digests: [(InodeNumber, [UInt8])]) throws {
+    /// Records the content digests of files whose tag files are durable and settled, in one transaction.
+    public func setContentDigests(_ digests: [(InodeNumber, [UInt8])]) throws {
         guard !digests.isEmpty else { return }
         try catalog { c in
             try c.transaction {
                 for (ino, digest) in digests {
                     guard var a = try? c.attributes(ino), a.isRegular else { continue }
-                    a.tagDigest = digest
+                    a.contentDigest = digest
                     try c.store(a)
                 }
             }
         }
     }
 
-    /// Makes every file's tag digest pending (import: the tag files were made anew).
-    public func clearTagDigests() throws {
-        for ino in try regularFiles() { try markTagsPending(ino) }
+    /// Regular files whose content digest is not recorded, in the closed store
+    /// or snapshot image at `path` (0 without integrity): files a crash left
+    /// pending, whose digests the next mount's unmount records.
+    public static func filesAwaitingDigests(inStore path: String) throws -> Int {
+        let db = try MetadataSchema.open(path, readOnly: true)
+        guard try MetadataSchema.verify(db) >= 2 else { return 0 }
+        return Int(try db.scalar("SELECT count(*) FROM inodes WHERE tags_pending = 1") ?? 0)
     }
 
     /// Every regular file's inode number, ascending (scrub).

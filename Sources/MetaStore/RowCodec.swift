@@ -25,10 +25,10 @@ struct RowCodec: Sendable {
 
     var inodePlaceholders: String { keys == nil ? "?,?,?,?,?,?,?,?,?,?,?" : "?,?,?,?,?,?,?,?,?,?,?,?,?" }
 
-    /// Schema 2's `tags_pending`: a regular file whose tag digest is not
+    /// Schema 2's `tags_pending`: a regular file whose content digest is not
     /// current (written since the last clean unmount), so unmount finds the
     /// files to digest without opening every row.
-    static func tagsPending(_ a: InodeAttributes) -> Int64 { a.isRegular && a.tagDigest == nil ? 1 : 0 }
+    static func tagsPending(_ a: InodeAttributes) -> Int64 { a.isRegular && a.contentDigest == nil ? 1 : 0 }
 
     /// Column values for `a`. Schema 2 stores only the tree's shape in the
     /// clear: the type bits, link count, parent, and the size rounded up to
@@ -52,8 +52,8 @@ struct RowCodec: Sendable {
     static func inodeAD(_ ino: InodeNumber) -> [UInt8] { [0x69, 0x6e] + le64(ino.rawValue) }
 
     static func sealedPlaintext(_ a: InodeAttributes) -> [UInt8] {
-        let digest = a.isRegular ? a.tagDigest : nil
-        var p: [UInt8] = [1, digest == nil ? 0 : 1, 0, 0]  // layout 1, flags (bit 0: tag digest), reserved
+        let digest = a.isRegular ? a.contentDigest : nil
+        var p: [UInt8] = [1, digest == nil ? 0 : 1, 0, 0]  // layout 1, flags (bit 0: content digest), reserved
         p += le32(a.mode) + le32(a.nlink) + le32(a.uid) + le32(a.gid) + le32(0)
         p += le64(a.rdev) + le64(a.size) + le64(UInt64(bitPattern: a.atime.packed)) + le64(UInt64(bitPattern: a.mtime.packed))
         p += le64(UInt64(bitPattern: a.ctime.packed)) + le64(a.parent.rawValue)
@@ -86,7 +86,7 @@ struct RowCodec: Sendable {
               row.int(c + 6) == Int64(bitPattern: Self.visibleSize(a.size)),
               [3, 4, 5, 7, 8, 9].allSatisfy({ row.int(c + Int32($0)) == 0 }), p[1] == 0 || a.isRegular
         else { throw MetaStoreError.tampered(what: "inode \(ino): its visible columns disagree with its sealed attributes") }
-        if p[1] == 1 { a.tagDigest = Array(p[72..<104]) }
+        if p[1] == 1 { a.contentDigest = Array(p[72..<104]) }
         guard row.int(c + 12) == Self.tagsPending(a) else {
             throw MetaStoreError.tampered(what: "inode \(ino): its visible columns disagree with its sealed attributes")
         }

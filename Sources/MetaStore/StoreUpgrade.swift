@@ -20,22 +20,32 @@ public enum StoreUpgrade {
         guard let integrity = keys.integrity else { throw MetaStoreError.posix(EINVAL) }
         guard !superblock.hasIntegrity else { throw MetaStoreError.untrustedMetadata(path: store.superblock, problem: "already has integrity") }
         try finishInterrupted(store)
-        // 1. The metadata, and each snapshot's image, as schema 2 beside the old.
-        try MetadataStore.writeUpgradedCopy(of: store.metadata, to: store.metadata + suffix, names: keys.names, integrity: integrity, wal: true)
-        for image in try snapshotImages(store) {
-            try MetadataStore.writeUpgradedCopy(of: image, to: image + suffix, names: keys.names, integrity: integrity, wal: false)
-        }
-        FaultInjection.crashPoint("upgrade-metadata")
-        // 2. The unit tags of every data file (an XTS-only mount ignores tag files).
+        // 1. The unit tags of every data file (an XTS-only mount ignores tag files).
         let data = DataStore(directory: store.data, cipher: keys.data, unitMAC: integrity.units)
+        var digests: [UInt64: [UInt8]] = [:]
         var tagged: UInt64 = 0
         for id in try data.fileIDs().sorted() {
-            try data.tagAsItStands(FileID(id))
+            digests[id] = try data.tagAsItStands(FileID(id))
             tagged += fileSize(atPath: data.path(for: FileID(id)))
             progress(tagged)
             FaultInjection.crashPoint("upgrade-tags")
         }
         try data.syncAll()
+        // 2. The metadata, and each snapshot's image, as schema 2 beside the old,
+        //    each regular file with its content digest: the live one from its tags,
+        //    a snapshot's from the units the snapshot holds (read through its view).
+        try MetadataStore.writeUpgradedCopy(of: store.metadata, to: store.metadata + suffix, names: keys.names, integrity: integrity, wal: true) { a in
+            digests[a.ino.fileID.rawValue] ?? ContentDigester(fileID: a.ino.fileID, mac: integrity.units).finalize()
+        }
+        let paths = SnapshotPaths(storeRoot: store.root)
+        for snapshot in try SnapshotCatalog.load(paths).snapshots where access(paths.metadata(snapshot), F_OK) == 0 {
+            let view = DataStore(directory: store.data, cipher: keys.data, unitMAC: integrity.units, overlay: SnapshotOverlay(storeRoot: store.root, snapshot: snapshot))
+            let image = paths.metadata(snapshot)
+            try MetadataStore.writeUpgradedCopy(of: image, to: image + suffix, names: keys.names, integrity: integrity, wal: false) { a in
+                try view.snapshotContentDigest(a.ino.fileID, size: a.size)
+            }
+        }
+        FaultInjection.crashPoint("upgrade-metadata")
         // 3. The commit point: the superblock with the integrity bit and the new key-check value.
         var next = superblock
         next.incompatFeatures |= SuperblockLayout.incompatBoundKeyCheck | SuperblockLayout.incompatIntegrity

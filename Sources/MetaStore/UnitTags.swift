@@ -11,6 +11,48 @@ struct UnitTag: Sendable {
     static let empty = UnitTag(low: 0, high: 0)
     var isEmpty: Bool { low | high == 0 }
     func matches(_ other: UnitTag) -> Bool { (low ^ other.low) | (high ^ other.high) == 0 }
+    /// Whether this is a hole's tag: the top bit of byte 15 is 1 for a hole's
+    /// tag and 0 for a data unit's, so a content digest can skip holes
+    /// without computing their tags (each kind keeps a 127-bit MAC).
+    var isHoleTag: Bool { UInt64(littleEndian: high) & Self.holeBit != 0 }
+    static let holeBit: UInt64 = 1 << 63
+}
+
+/// The tags of one file's units (docs/FORMAT.md "Unit tags"):
+/// HMAC-SHA-256 over le64(domain), le64(file id), le64(unit index) and, for
+/// a data unit, its ciphertext, truncated to 128 bits, with the hole bit set
+/// for a hole's tag and clear for a data unit's.
+struct UnitTagger: Sendable {
+    let fileID: FileID
+    let mac: MessageAuthenticator
+
+    /// A data unit's tag (domain "d").
+    func tag(unit: UInt64, ciphertext: UnsafeRawBufferPointer) throws -> UnitTag {
+        var t = try compute(domain: 0x64, unit: unit, ciphertext)
+        t.high &= ~UnitTag.holeBit.littleEndian
+        return t
+    }
+
+    /// The tag a unit made a hole on purpose carries (domain "h", no ciphertext).
+    func holeTag(unit: UInt64) throws -> UnitTag {
+        var t = try compute(domain: 0x68, unit: unit, nil)
+        t.high |= UnitTag.holeBit.littleEndian
+        return t
+    }
+
+    /// The tag of what a unit holds: its hole tag when it is all zeros.
+    func held(unit: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> UnitTag {
+        DataFile.isZero(bytes) ? try holeTag(unit: unit) : try tag(unit: unit, ciphertext: bytes)
+    }
+
+    private func compute(domain: UInt64, unit: UInt64, _ ciphertext: UnsafeRawBufferPointer?) throws -> UnitTag {
+        var header = (domain.littleEndian, fileID.rawValue.littleEndian, unit.littleEndian)
+        var out = UnitTag.empty
+        try withUnsafeBytes(of: &header) { h in
+            try withUnsafeMutableBytes(of: &out) { try mac.authenticate(h, ciphertext, into: $0) }
+        }
+        return out
+    }
 }
 
 /// The tags of one data file (docs/FORMAT.md "Unit tags"), in `<data file>.tags`:
@@ -31,8 +73,8 @@ final class UnitTags: @unchecked Sendable {
     /// since its last fsync) is synced and settled inline: bounds memory (about 10 MiB).
     static let pendingLimit = 1 << 18
     let path: String
-    let fileID: FileID
-    private let mac: MessageAuthenticator
+    let tagger: UnitTagger
+    var fileID: FileID { tagger.fileID }
     /// -1 until the first record is written (a file that was never written has no tag file).
     private var fd: Int32
     /// Units whose record still holds a previous tag, with the current one.
@@ -40,8 +82,7 @@ final class UnitTags: @unchecked Sendable {
 
     init(dataPath: String, fileID: FileID, mac: MessageAuthenticator) throws {
         path = dataPath + ".tags"
-        self.fileID = fileID
-        self.mac = mac
+        tagger = UnitTagger(fileID: fileID, mac: mac)
         fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
     }
@@ -53,24 +94,8 @@ final class UnitTags: @unchecked Sendable {
 
     // MARK: tags
 
-    /// HMAC-SHA-256/128 over le64("d"), le64(file id), le64(unit index) and the ciphertext.
-    func tag(unit: UInt64, ciphertext: UnsafeRawBufferPointer) throws -> UnitTag {
-        try compute(domain: 0x64, unit: unit, ciphertext)
-    }
-
-    /// The tag a unit made a hole on purpose carries: the same over le64("h"), without ciphertext.
-    func holeTag(unit: UInt64) throws -> UnitTag {
-        try compute(domain: 0x68, unit: unit, nil)
-    }
-
-    private func compute(domain: UInt64, unit: UInt64, _ ciphertext: UnsafeRawBufferPointer?) throws -> UnitTag {
-        var header = (domain.littleEndian, fileID.rawValue.littleEndian, unit.littleEndian)
-        var out = UnitTag.empty
-        try withUnsafeBytes(of: &header) { h in
-            try withUnsafeMutableBytes(of: &out) { try mac.authenticate(h, ciphertext, into: $0) }
-        }
-        return out
-    }
+    func tag(unit: UInt64, ciphertext: UnsafeRawBufferPointer) throws -> UnitTag { try tagger.tag(unit: unit, ciphertext: ciphertext) }
+    func holeTag(unit: UInt64) throws -> UnitTag { try tagger.holeTag(unit: unit) }
 
     // MARK: records
 
@@ -147,8 +172,7 @@ final class UnitTags: @unchecked Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: DataStore.blockSize, alignment: DataStore.blockSize)
         defer { buffer.deallocate() }
         _ = try readFully(dataFD, into: buffer, at: unit * UInt64(DataStore.blockSize), path: String(path.dropLast(".tags".count)))
-        let bytes = UnsafeRawBufferPointer(buffer)
-        return DataFile.isZero(bytes) ? try holeTag(unit: unit) : try tag(unit: unit, ciphertext: bytes)
+        return try tagger.held(unit: unit, UnsafeRawBufferPointer(buffer))
     }
 
     /// After a write of units `first...` failed part way (ENOSPC, EIO): the
@@ -219,9 +243,11 @@ final class UnitTags: @unchecked Sendable {
     }
 
     /// Tags every unit of the data file `dataFD` as it stands (records with
-    /// no previous tag), for ciphertext that is trusted as it is.
-    func tagAll(dataFD: Int32) throws {
+    /// no previous tag), for ciphertext whose content digest the caller checks;
+    /// returns that digest.
+    func tagAll(dataFD: Int32) throws -> [UInt8] {
         try trim(units: 0)  // records left by an earlier, interrupted attempt
+        let digester = ContentDigester(tagger)
         let batch = 256
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: batch * DataStore.blockSize, alignment: DataStore.blockSize)
         defer { buffer.deallocate() }
@@ -234,28 +260,51 @@ final class UnitTags: @unchecked Sendable {
             var records = [(UnitTag, UnitTag)](repeating: (.empty, .empty), count: count)
             for i in 0..<count {
                 let unit = UnsafeRawBufferPointer(rebasing: part[i * DataStore.blockSize..<(i + 1) * DataStore.blockSize])
-                if !DataFile.isZero(unit) { records[i].1 = try tag(unit: first + UInt64(i), ciphertext: unit) }
+                if !DataFile.isZero(unit) {
+                    records[i].1 = try tag(unit: first + UInt64(i), ciphertext: unit)
+                    try digester.add(unit: first + UInt64(i), tag: records[i].1)
+                }
             }
             try write(records, first: first)
             first += UInt64(count)
         }
         try sync()
+        return digester.finalize()
     }
 
-    /// SHA-256 of the whole tag file (of nothing, when there is none).
-    func digest() throws -> [UInt8] {
-        var hash = SHA256()
-        guard fd >= 0 else { return hash.finalize() }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        var offset: UInt64 = 0
-        while true {
-            let n = try readFully(fd, into: buffer, at: offset, path: path)
-            hash.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            guard n == buffer.count else { break }
-            offset += UInt64(n)
+    /// The content digest (see `ContentDigester`) of the first `units` units,
+    /// from their records. A record that still holds two tags (a crash left
+    /// it) is resolved by reading the unit when `dataFD` is given, and
+    /// rewritten with the one tag that matches (the caller syncs); without
+    /// `dataFD` it is refused: a file whose digest was recorded was settled.
+    func contentDigest(units: UInt64, dataFD: Int32?) throws -> [UInt8] {
+        let digester = ContentDigester(tagger)
+        let end = min(units, length / UInt64(Self.recordSize))
+        var first: UInt64 = 0
+        while first < end {
+            let count = Int(min(end - first, 4096))
+            var stored = try records(first: first, count: count)
+            var resolved = false
+            for i in 0..<count {
+                let unit = first + UInt64(i)
+                var (previous, current) = stored[i]
+                if !previous.isEmpty {
+                    guard let dataFD else {
+                        throw MetaStoreError.tampered(what: "the tag record of unit \(unit) of file \(fileID) holds two tags, but the file was settled")
+                    }
+                    guard let held = try onDisk(unit, dataFD: dataFD), held.matches(previous) || held.matches(current) else {
+                        throw MetaStoreError.tampered(what: "data unit \(unit) (bytes \(unit * 4096)–\(unit * 4096 + 4095)) of file \(fileID) does not verify")
+                    }
+                    (previous, current) = (.empty, held)
+                    stored[i] = (previous, current)
+                    resolved = true
+                }
+                if !current.isEmpty && !current.isHoleTag { try digester.add(unit: unit, tag: current) }
+            }
+            if resolved { try write(stored, first: first) }
+            first += UInt64(count)
         }
-        return hash.finalize()
+        return digester.finalize()
     }
 
     func sync() throws {

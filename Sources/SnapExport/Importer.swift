@@ -15,6 +15,8 @@ public struct ImportSummary: Sendable {
     public var metadataBytes: UInt64 = 0
     /// Orphaned inodes or stray data in the image that the import cleaned up.
     public var repaired: [String] = []
+    /// Regular files whose data matched their sealed content digest (integrity on).
+    public var verifiedFiles = 0
     public var seconds = 0.0
 }
 
@@ -122,24 +124,72 @@ public struct BundleReader {
 
     private func build(manifest: ManifestReader, superblock: Superblock, keys: FilesystemKeys, staging: StorePaths, progress enabled: Bool) throws -> ImportSummary {
         var summary = ImportSummary(snapshot: manifest.header.snapshotName, filesystemUUID: manifest.header.filesystemUUID)
+        let dataStore = DataStore(directory: staging.data, cipher: keys.data, unitMAC: keys.integrity?.units)
+        let digests = try receive(manifest, into: staging, dataStore: dataStore, keepData: true, summary: &summary, progress: enabled)
+        let metadata = try checkedMetadata(staging, keys: keys, dataStore: dataStore, digests: digests, summary: &summary)
+        // Another filesystem from now on, though with the source's UUID and keys: its own instance.
+        try metadata.renewInstance()
+        // The copy keeps the source's key and file ids, so its existing blocks decrypt as they are.
+        // Its new files must not take the ids the source will hand out next: the same key and
+        // tweak for different plaintext would be tweak reuse across the two filesystems. So the
+        // copy's inode numbers jump ahead by a random 2^32..2^40.
+        try metadata.advanceInodeNumbers(by: UInt64.random(in: (1 << 32)..<(1 << 40)))
+        try metadata.sync()
+        try SuperblockFile.create(superblock, at: staging.superblock)
+        try syncDirectory(containing: staging.superblock)
+        return summary
+    }
+
+    /// Checks a snapshot bundle with its key (`snapshot verify --deep`): every
+    /// chunk's hash, then, as an import would, the metadata image (every row
+    /// and name authenticates) and every file's data against the content
+    /// digest its sealed row holds. Only the metadata image is written, to
+    /// `scratch`, which is removed after.
+    public func verifyDeep(snapshot requested: String?, scratch: String, progress enabled: Bool,
+                           unlock: (Superblock) throws -> FilesystemKeys) throws -> ImportSummary {
+        let name = try snapshotName(requested)
+        let manifest = try fetchManifest(name, from: source)
+        let superblock = try Self.superblock(of: manifest.header)
+        let keys = try unlock(superblock)
+        try removeTree(scratch)
+        defer { try? removeTree(scratch) }
+        var summary = ImportSummary(snapshot: name, filesystemUUID: manifest.header.filesystemUUID)
+        let staging = StorePaths(root: scratch)
+        let dataStore = DataStore(directory: staging.data, cipher: keys.data, unitMAC: keys.integrity?.units)
+        let digests = try receive(manifest, into: staging, dataStore: dataStore, keepData: false, summary: &summary, progress: enabled)
+        _ = try checkedMetadata(staging, keys: keys, dataStore: dataStore, digests: digests, summary: &summary)
+        return summary
+    }
+
+    /// Fetches and checks every chunk; writes the metadata image to `staging`
+    /// and, with `keepData`, each file's ciphertext and unit tags. Returns
+    /// each file's content digest (integrity on) by file id, computed from
+    /// the chunks as they came.
+    private func receive(_ manifest: ManifestReader, into staging: StorePaths, dataStore: DataStore, keepData: Bool,
+                         summary: inout ImportSummary, progress enabled: Bool) throws -> [UInt64: [UInt8]] {
         guard mkdir(staging.root, 0o700) == 0 else { throw BundleError.io("cannot create \(staging.root): \(String(cString: strerror(errno)))") }
         try DataStore.createLayout(at: staging.data)
-        let progress = Progress(verb: "import \(summary.snapshot)", totalBytes: manifest.totals.bytes + manifest.totals.metadataBytes, enabled: enabled)
-        let dataStore = DataStore(directory: staging.data, cipher: keys.data, unitMAC: keys.integrity?.units)
+        let progress = Progress(verb: "\(keepData ? "import" : "verify") \(summary.snapshot)", totalBytes: manifest.totals.bytes + manifest.totals.metadataBytes,
+                                enabled: enabled)
+        defer { progress.finish(); summary.seconds = progress.elapsed }
         let metaFD = open(staging.metadata, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard metaFD >= 0 else { throw BundleError.io("cannot create \(staging.metadata)") }
         defer { close(metaFD) }
         var metadataEnd: UInt64 = 0
-        var current: (id: UInt64, fd: Int32)?
+        var digests: [UInt64: [UInt8]] = [:]
+        var current: (id: UInt64, fd: Int32, digester: ContentDigester?)?
         func closeCurrent() throws {
-            guard let c = current else { return }
-            current = nil
-            defer { close(c.fd) }
-            guard fsync(c.fd) == 0 else { throw BundleError.io("fsync of imported data failed: \(String(cString: strerror(errno)))") }
-            // Bundles carry no unit tags yet: the chunks just passed their SHA-256 against the manifest.
-            try dataStore.tagAsItStands(FileID(c.id))
+            guard let c = current.take() else { return }
+            if c.fd >= 0 {
+                defer { close(c.fd) }
+                guard fsync(c.fd) == 0 else { throw BundleError.io("fsync of imported data failed: \(String(cString: strerror(errno)))") }
+                // The chunks passed their SHA-256 against the manifest; the tags made of them are checked against the sealed rows after.
+                digests[c.id] = try dataStore.tagAsItStands(FileID(c.id))
+            } else if let digester = c.digester {
+                digests[c.id] = digester.finalize()
+            }
         }
-        defer { if let c = current { close(c.fd) } }
+        defer { if let c = current, c.fd >= 0 { close(c.fd) } }
         try manifest.forEach { record in
             try Interruption.check()
             switch record {
@@ -152,15 +202,24 @@ public struct BundleReader {
                 progress.advance(c.length, transferred: c.length)
             case .file(let id, _):
                 try closeCurrent()
-                let path = dataStore.path(for: FileID(id))
-                let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { throw BundleError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
-                current = (id, fd)
+                if keepData {
+                    let path = dataStore.path(for: FileID(id))
+                    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                    guard fd >= 0 else { throw BundleError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
+                    current = (id, fd, nil)
+                } else {
+                    current = (id, -1, dataStore.unitMAC.map { ContentDigester(fileID: FileID(id), mac: $0) })
+                }
                 summary.files += 1
             case .chunk(let c):
                 guard let file = current else { throw BundleError.corrupt("a chunk outside a file") }
                 let bytes = try chunk(c)
-                try bytes.withUnsafeBytes { try writeFully(file.fd, $0, at: c.offset, path: dataStore.path(for: FileID(file.id))) }
+                if file.fd >= 0 {
+                    try bytes.withUnsafeBytes { try writeFully(file.fd, $0, at: c.offset, path: dataStore.path(for: FileID(file.id))) }
+                } else if let digester = file.digester {
+                    guard c.offset % UInt64(DataStore.blockSize) == 0 else { throw BundleError.corrupt("chunk \(c.hex) does not start at a data unit") }
+                    try bytes.withUnsafeBytes { try digester.add(ciphertext: $0, first: c.offset / UInt64(DataStore.blockSize)) }
+                }
                 summary.chunks += 1
                 summary.bytes += UInt64(c.length)
                 progress.advance(c.length, transferred: c.length)
@@ -169,10 +228,17 @@ public struct BundleReader {
         }
         try closeCurrent()
         guard fsync(metaFD) == 0 else { throw BundleError.io("fsync \(staging.metadata): \(String(cString: strerror(errno)))") }
-        progress.finish()
-        // The metadata must open with this key: every name must decrypt (AES-SIV
-        // authenticates it), links and inodes must agree. Leftovers of files that
-        // were open-but-unlinked at snapshot time are cleaned up, as a mount would.
+        return digests
+    }
+
+    /// Opens the received metadata image with the key and checks it: every
+    /// name must decrypt (AES-SIV authenticates it), links and inodes must
+    /// agree, and (integrity on) every row must authenticate and every
+    /// regular file's data must give the content digest its sealed row holds.
+    /// Leftovers of files that were open-but-unlinked at snapshot time are
+    /// cleaned up, as a mount would.
+    private func checkedMetadata(_ staging: StorePaths, keys: FilesystemKeys, dataStore: DataStore, digests: [UInt64: [UInt8]],
+                                 summary: inout ImportSummary) throws -> MetadataStore {
         let metadata = try MetadataStore(path: staging.metadata, names: keys.names, integrity: keys.integrity, create: false)
         let invalid = try metadata.invalidRows()
         guard invalid.isEmpty else {
@@ -182,21 +248,21 @@ public struct BundleReader {
         guard report.unrepairable.isEmpty else {
             throw BundleError.mismatch("the bundle's metadata does not open with the unwrapped key or is damaged: \(report.unrepairable.prefix(3).joined(separator: "; "))")
         }
+        if let mac = dataStore.unitMAC {
+            for ino in try metadata.regularFiles() {
+                let a = try metadata.attributes(ino)
+                guard let expected = a.contentDigest else {
+                    throw BundleError.corrupt("file \(ino) has no sealed content digest (a snapshot taken by an older kmsfs, or a forged image)")
+                }
+                let actual = digests[ino.fileID.rawValue] ?? ContentDigester(fileID: ino.fileID, mac: mac).finalize()
+                guard MessageAuthenticator.equal(actual, expected) else {
+                    throw BundleError.corrupt("the data of file \(ino) is not what its snapshot held (its unit tags do not give the sealed content digest): forged or damaged chunks")
+                }
+                summary.verifiedFiles += 1
+            }
+        }
         if !report.isClean { summary.repaired = try metadata.check(repair: true, data: dataStore).repairs }
-        // The tag files were made anew from the chunks: the source's digests do not describe them.
-        try metadata.clearTagDigests()
-        // Another filesystem from now on, though with the source's UUID and keys: its own instance.
-        try metadata.renewInstance()
-        // The copy keeps the source's key and file ids, so its existing blocks decrypt as they are.
-        // Its new files must not take the ids the source will hand out next: the same key and
-        // tweak for different plaintext would be tweak reuse across the two filesystems. So the
-        // copy's inode numbers jump ahead by a random 2^32..2^40.
-        try metadata.advanceInodeNumbers(by: UInt64.random(in: (1 << 32)..<(1 << 40)))
-        try metadata.sync()
-        try SuperblockFile.create(superblock, at: staging.superblock)
-        try syncDirectory(containing: staging.superblock)
-        summary.seconds = progress.elapsed
-        return summary
+        return metadata
     }
 
     /// Rewraps the key stored in every manifest at the source: `transform`

@@ -188,7 +188,7 @@ extension MountCommand {
         let (_, keys, _) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "snapshot-mount \(name)")
         let metadata = try MetadataStore(path: manager.paths.metadata(info), names: keys.names, integrity: keys.integrity, create: false, readOnly: true)
         let overlay = SnapshotOverlay(storeRoot: store.root, snapshot: info)
-        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, overlay: overlay),
+        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, overlay: overlay),
                                     storeRoot: store.root, readOnly: true)
         var options = FuseSession.Options(fsName: MountTable.source(store: store.root, snapshot: name))
         options.readOnly = true

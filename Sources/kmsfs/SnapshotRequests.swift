@@ -31,7 +31,10 @@ enum SnapshotRequests {
                 switch verb {
                 case createVerb:
                     var id: UInt32 = 0
-                    try paused { id = try manager.create(name: argument, now: UInt64(time(nil))) { try metadata.writeImage(to: $0) }.id }
+                    try paused {
+                        try fileSystem.sealForSnapshot()
+                        id = try manager.create(name: argument, now: UInt64(time(nil))) { try metadata.writeImage(to: $0) }.id
+                    }
                     try anchor?.advance(force: true)
                     return .success("\(id)")
                 case deleteVerb:
@@ -54,6 +57,12 @@ enum SnapshotRequests {
     static func create(_ snapshot: String, store: StorePaths) throws -> SnapshotInfo {
         let manager = SnapshotManager(store: store)
         try onStore(store, createVerb, snapshot) {
+            // Without the key, the content digests the image must hold can only come from a clean unmount.
+            let waiting = try MetadataStore.filesAwaitingDigests(inStore: store.metadata)
+            guard waiting == 0 else {
+                throw UserFacingError("the filesystem was not unmounted cleanly: \(waiting) file(s) have no sealed content digest for the snapshot to hold",
+                                      hint: "mount and unmount it once (or take the snapshot while it is mounted)", exitCode: ExitCodes.usage)
+            }
             _ = try manager.create(name: snapshot, now: UInt64(time(nil))) { try MetadataStore.writeImage(of: store.metadata, to: $0) }
         }
         return try named(snapshot, manager: manager)

@@ -39,8 +39,25 @@ func asNobody(_ command: String) throws -> Harness.Result {
         return copy
     }
 
-    func expectRefused(_ forgery: String, _ message: String) throws {
-        let r = try box.kmsfs("snapshot", "import", forgery, "victim")
+    /// A copy of the bundle whose data chunks `forge_bundle.py` changed (`arguments`), manifest hash recomputed.
+    func forgedData(_ name: String, _ snapshot: String, _ arguments: String...) throws -> String {
+        let copy = box.root + "/" + name
+        #expect(try Harness.run("/bin/cp", ["-a", bundle, copy]).status == 0)
+        let f = try Harness.run("/usr/bin/python3", [Harness.packageRoot + "/Tests/IntegrationTests/Scripts/forge_bundle.py", copy, snapshot] + arguments)
+        #expect(f.status == 0, "forging: \(f.stderr)")
+        #expect(try box.kmsfs("snapshot", "verify", copy, "--snapshot", snapshot).status == 0, "the forgery is consistent for a keyless check")
+        return copy
+    }
+
+    /// The file id (16 hex digits) of the file whose ciphertext is `size` bytes in `snapshot`'s manifest.
+    func fileID(ofSize size: Int, in snapshot: String) throws -> String {
+        let lines = try String(contentsOfFile: bundle + "/manifests/\(snapshot).jsonl", encoding: .utf8).split(separator: "\n")
+        let file = lines.map { Harness.json(String($0)) }.first { $0["size"] as? Int == size }
+        return try #require(file?["f"] as? String, "no file of \(size) bytes in \(snapshot)")
+    }
+
+    func expectRefused(_ forgery: String, _ message: String, snapshot: [String] = []) throws {
+        let r = try box.kmsfs(["snapshot", "import", forgery, "victim"] + snapshot)
         #expect(r.status == 65, "exit \(r.status): \(r.stderr)")
         #expect(r.stderr.contains(message), "\(r.stderr)")
         #expect(r.stderr.split(separator: "\n").count <= 2, "one line and a hint at most: \(r.stderr)")
@@ -81,6 +98,37 @@ func asNobody(_ command: String) throws -> Harness.Result {
             UPDATE entries SET ino = (SELECT ino FROM s WHERE s.id != entries.id) WHERE id IN (SELECT id FROM s);
             """), "tampered")
         #expect(try box.kmsfs("snapshot", "import", bundle, "victim").status == 0, "the genuine bundle still imports")
+    }
+
+    /// A data chunk rewritten, or put back from an older export of the same
+    /// file (its units carry genuine tags), with every hash recomputed: a
+    /// keyless verify passes, but import and `verify --deep` recompute the
+    /// unit tags and the file's content digest and refuse (65), leaving nothing.
+    @Test func forgedOrReplayedDataChunksAreRefusedByImportAndDeepVerify() throws {
+        guard Harness.fuseAvailable() else { return }
+        try exportDemo()
+        let deep = try box.kmsfs("snapshot", "verify", bundle, "--deep")
+        #expect(deep.status == 0 && deep.stdout.contains("the data of all 2 files matches its sealed content digests"), "\(deep.stdout)\(deep.stderr)")
+        // A second snapshot after the note changed, exported beside the first.
+        try box.mount()
+        try box.write("note", "HI\n")
+        try box.umount()
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s2").status == 0)
+        #expect(try box.kmsfs("snapshot", "export", "demo", "s2", bundle, "--base", "s1").status == 0)
+        let note = try fileID(ofSize: 4096, in: "s2")  // one unit; /usr/bin/id has more
+
+        let flipped = try forgedData("flipped", "s2", "--flip-data", note)
+        try expectRefused(flipped, "not what its snapshot held", snapshot: ["--snapshot", "s2"])
+        let replayed = try forgedData("replayed", "s2", "--data-from", "s1", note)
+        try expectRefused(replayed, "not what its snapshot held", snapshot: ["--snapshot", "s2"])
+        for forgery in [flipped, replayed] {
+            let r = try box.kmsfs("snapshot", "verify", forgery, "--snapshot", "s2", "--deep")
+            #expect(r.status == 65 && r.stderr.contains("not what its snapshot held"), "deep verify of \(forgery): \(r.status) \(r.stderr)")
+        }
+        #expect(try box.kmsfs("snapshot", "import", bundle, "victim", "--snapshot", "s2").status == 0, "the genuine bundle still imports")
+        try box.mount("victim")
+        defer { try? box.umount() }
+        #expect(try box.read("note") == "HI\n")
     }
 
     @Test func aForgedSetuidRootFileGivesNoRoot() throws {

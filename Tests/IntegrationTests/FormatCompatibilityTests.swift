@@ -62,6 +62,11 @@ import Testing
         try box.mountSnapshot("s1", at: view, of: "legacy")
         #expect(try String(contentsOfFile: view + "/hello.txt", encoding: .utf8) == "written by kmsfs 1.0 (a99914b)\n")
         try box.umount(view)
+        // The upgrade gave the snapshot's image content digests: its export verifies deeply and imports.
+        #expect(try box.kmsfs("snapshot", "export", "legacy", "s1", box.root + "/upgraded-bundle").status == 0)
+        let deep = try box.kmsfs("snapshot", "verify", box.root + "/upgraded-bundle", "--deep")
+        #expect(deep.status == 0 && deep.stdout.contains("matches its sealed content digests"), "\(deep.stdout)\(deep.stderr)")
+        #expect(try box.kmsfs("snapshot", "import", box.root + "/upgraded-bundle", "upgraded-copy").status == 0)
         #expect(try box.kmsfs(["mount", "legacy-pass", pass], env: ["KMSFS_PASSPHRASE": "fixture passphrase"]).status == 0)
         #expect(try String(contentsOfFile: pass + "/p.txt", encoding: .utf8) == "passphrase fs\n")
         try box.umount(pass)

@@ -119,6 +119,46 @@ struct DataFileTests {
         #expect(try read(reopened, 0, 4096, 4096) == [UInt8](repeating: 2, count: 4096))
     }
 
+    @Test("content digests: the same from settled tags as from the ciphertext, holes punched or never written add nothing, any changed unit changes it")
+    func contentDigests() throws {
+        let (store, f) = try makeFile(integrity: true)
+        let size: UInt64 = 8 * 4096
+        for u in [0, 1, 5] { try [UInt8](repeating: UInt8(u + 1), count: 4096).withUnsafeBytes { try f.write(offset: UInt64(u) * 4096, data: $0, fileSize: size) } }
+        try f.zero(offset: 4096, length: 4096, fileSize: size)  // unit 1: a hole on purpose (it carries a hole tag)
+        try f.settle(f.unsettledTags())
+        let fromTags = try store.contentDigest(FileID(42), size: size)
+        let mac = try #require(store.unitMAC)
+        func fromCiphertext(_ bytes: [UInt8]) throws -> [UInt8] {
+            let d = ContentDigester(fileID: FileID(42), mac: mac)
+            try bytes.withUnsafeBytes { try d.add(ciphertext: $0, first: 0) }
+            return d.finalize()
+        }
+        let path = store.path(for: FileID(42))
+        var raw = Array(FileManager.default.contents(atPath: path)!)
+        raw += [UInt8](repeating: 0, count: Int(size) - raw.count)
+        #expect(try fromCiphertext(raw) == fromTags, "one definition, two sources")
+        #expect(try store.verifyContent(FileID(42), size: size, digest: fromTags) == nil)
+        var appended = raw
+        appended[7 * 4096] = 1
+        #expect(try fromCiphertext(appended) != fromTags, "a data unit where the file had a hole")
+        var moved = raw
+        moved.replaceSubrange(0..<4096, with: raw[5 * 4096..<6 * 4096])
+        #expect(try fromCiphertext(moved) != fromTags, "a unit moved within the file")
+        // A record copied over another: the tag file no longer gives the digest.
+        let tags = FileHandle(forUpdatingAtPath: path + ".tags")!
+        tags.seek(toFileOffset: 5 * 32)
+        let record5 = tags.readData(ofLength: 32)
+        tags.seek(toFileOffset: 0)
+        tags.write(record5)
+        tags.closeFile()
+        #expect(throws: MetaStoreError.self) { _ = try store.verifyContent(FileID(42), size: size, digest: fromTags) }
+        let d = ContentDigester(fileID: FileID(42), mac: mac)
+        try raw.withUnsafeBytes { try d.add(ciphertext: UnsafeRawBufferPointer(rebasing: $0[5 * 4096..<6 * 4096]), first: 5) }
+        #expect(throws: MetaStoreError.self, "units out of order") {
+            try raw.withUnsafeBytes { try d.add(ciphertext: UnsafeRawBufferPointer(rebasing: $0[0..<4096]), first: 0) }
+        }
+    }
+
     @Test("holes stay holes, and ciphertext differs from plaintext")
     func sparse() throws {
         let (store, f) = try makeFile()

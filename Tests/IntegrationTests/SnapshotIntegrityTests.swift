@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Snapshots with integrity on: a snapshot's image holds every file's
+/// content digest, and a view checks each file against it when it opens and
+/// each read against the tags it computed then. Attacks are done with write
+/// access to the store only, no key.
+@Suite struct SnapshotIntegrityTests {
+    typealias Store = IntegrityTests.Store
+
+    /// `a` and `b` as IntegrityTests.Store makes them, snapshot `s1` taken
+    /// unmounted, then units 2 and 3 of `a` overwritten through a mount (so
+    /// the snapshot's delta holds their old ciphertext).
+    final class Snapshotted {
+        let s: Store
+        let view: String
+        let rewritten: [UInt8]
+
+        init() throws {
+            s = try Store()
+            view = try s.box.directory("view")
+            let r = try s.box.kmsfs("snapshot", "create", "demo", "s1")
+            try #require(r.status == 0, "snapshot create: \(r.stderr)")
+            rewritten = (0..<2 * 4096).map { _ in UInt8.random(in: 0...255) }
+            try s.writeThroughMount(rewritten, at: 2 * 4096, fsync: false)
+        }
+
+        var delta: String { s.box.store + "/snapshots/00000001/delta/" + String(format: "%016llx", s.inoA) }
+
+        /// Reads `[offset, offset+count)` of `name` in the mounted view: the bytes, or the errno.
+        func read(_ name: String, offset: Int = 0, count: Int) -> Store.Outcome {
+            let fd = open(view + "/" + name, O_RDONLY)
+            guard fd >= 0 else { return .errno(errno) }
+            defer { close(fd) }
+            var out = [UInt8](repeating: 0, count: count)
+            let n = pread(fd, &out, count, off_t(offset))
+            return n < 0 ? .errno(errno) : .bytes(Array(out[0..<n]))
+        }
+
+        /// Mounts the view, runs `body`, unmounts it.
+        func withView(_ body: () throws -> Void) throws {
+            try s.box.mountSnapshot("s1", at: view)
+            defer { try? s.box.umount(view) }
+            try body()
+        }
+
+        /// Replaces `count` bytes of `path` at `offset` with `bytes`.
+        func put(_ bytes: [UInt8], into path: String, at offset: Int) throws {
+            let fd = open(path, O_WRONLY)
+            try #require(fd >= 0, "open \(path)")
+            defer { close(fd) }
+            #expect(pwrite(fd, bytes, bytes.count, off_t(offset)) == bytes.count)
+        }
+
+        func bytes(of path: String, at offset: Int, count: Int) throws -> [UInt8] {
+            let data = try #require(FileManager.default.contents(atPath: path))
+            return Array(data[offset..<offset + count])
+        }
+    }
+
+    @Test("a snapshot view: a flipped byte in a delta unit, a newer copy of the unit put in the delta, or a changed live unit of an unchanged file make that file EIO; the rest reads back")
+    func viewAttacks() throws {
+        guard Harness.fuseAvailable() else { return }
+        let t = try Snapshotted()
+        let s = t.s
+        try t.withView {
+            #expect(t.read("a", count: s.a.count) == .bytes(s.a), "the view holds a as it was")
+            #expect(t.read("b", count: s.b.count) == .bytes(s.b))
+        }
+        let unit2 = 3 * 4096  // unit 2 in the delta (its unit 0 is the header)
+        let genuine = try t.bytes(of: t.delta, at: unit2, count: 4096)
+
+        var flipped = genuine
+        flipped[100] ^= 1
+        try t.put(flipped, into: t.delta, at: unit2)
+        try t.withView {
+            #expect(t.read("a", count: 4096) == .errno(EIO), "a flipped byte in the delta")
+            #expect(t.read("b", count: s.b.count) == .bytes(s.b), "b is untouched")
+        }
+        // The live unit 2 (newer content, a genuine tag for this file and unit) put in the delta.
+        try t.put(try s.unit(of: s.inoA, 2), into: t.delta, at: unit2)
+        try t.withView { #expect(t.read("a", count: 4096) == .errno(EIO), "a newer copy of the unit in the delta") }
+        try t.put(genuine, into: t.delta, at: unit2)
+
+        // b did not change after the snapshot: the view reads it from the live data file.
+        let liveB = try s.unit(of: s.inoB, 1)
+        var changed = liveB
+        changed[7] ^= 1
+        try s.putUnit(changed, into: s.inoB, unit: 1)
+        try t.withView {
+            #expect(t.read("b", count: 4096) == .errno(EIO), "a changed live unit under the view")
+            #expect(t.read("a", count: s.a.count) == .bytes(s.a), "a reads back once its delta is restored")
+        }
+        try s.putUnit(liveB, into: s.inoB, unit: 1)
+        let log = (try? String(contentsOfFile: s.box.home + "/logs/demo.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("not what the snapshot held"), "the view logs the file: \(log.suffix(400))")
+    }
+
+    @Test("a view checks every read against the tags of its open: a delta changed after the open is EIO for that unit only")
+    func viewChecksReadsAfterOpen() throws {
+        guard Harness.fuseAvailable() else { return }
+        let t = try Snapshotted()
+        let s = t.s
+        try t.withView {
+            let fd = open(t.view + "/a", O_RDONLY)
+            try #require(fd >= 0)
+            defer { close(fd) }
+            var flipped = try t.bytes(of: t.delta, at: 4 * 4096, count: 4096)  // unit 3
+            flipped[9] ^= 1
+            try t.put(flipped, into: t.delta, at: 4 * 4096)
+            var out = [UInt8](repeating: 0, count: 4096)
+            #expect(pread(fd, &out, 4096, 3 * 4096) < 0 && errno == EIO, "unit 3 changed after the open")
+            #expect(pread(fd, &out, 4096, 2 * 4096) == 4096 && out == Array(s.a[2 * 4096..<3 * 4096]), "unit 2 still reads")
+            #expect(pread(fd, &out, 4096, 0) == 4096 && out == Array(s.a[0..<4096]), "unit 0 (live) still reads")
+        }
+    }
+
+    @Test("snapshot create of a store a crash left unsealed is refused with a hint; after a mount and unmount it works")
+    func snapshotOfACrashedStore() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        try box.write("f", "written before the crash\n")
+        let pid = try #require(box.daemonPID())
+        #expect(kill(pid, SIGKILL) == 0)
+        _ = try Harness.run("/bin/fusermount3", ["-u", "-z", box.mountpoint])
+        usleep(300_000)
+        let refused = try box.kmsfs("snapshot", "create", "demo", "s1")
+        #expect(refused.status == 64 && refused.stderr.contains("not unmounted cleanly") && refused.stderr.contains("mount and unmount it once"),
+                "\(refused.status) \(refused.stderr)")
+        try box.mount()
+        try box.umount()
+        #expect(try box.kmsfs("snapshot", "create", "demo", "s1").status == 0)
+        let view = try box.directory("view")
+        try box.mountSnapshot("s1", at: view)
+        defer { try? box.umount(view) }
+        let text = try String(contentsOfFile: view + "/f", encoding: .utf8)
+        #expect(text == "written before the crash\n" || text.isEmpty, "old or new content: \(text)")
+    }
+}
