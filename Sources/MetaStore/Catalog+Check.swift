@@ -119,9 +119,9 @@ extension Catalog {
                 reservedIno = counterRaise
                 report.repairs.append("raised the next inode number to \(counterRaise)")
             }
-            for id in badEntries {
-                try db.query("DELETE FROM entries WHERE id = ?", [.int(id)])
-                report.repairs.append("removed entry \(id)")
+            for e in entries where badEntries.contains(e.id) {
+                try deleteEntry(InodeNumber(UInt64(bitPattern: e.parent)), e.name)
+                report.repairs.append("removed entry \(e.id)")
             }
             for (ino, nlink) in nlinkFixes {
                 var node = try attributes(InodeNumber(UInt64(bitPattern: ino)))
@@ -130,12 +130,13 @@ extension Catalog {
                 report.repairs.append("set the link count of inode \(ino) to \(nlink)")
             }
             for ino in purges {
-                for table in ["inodes", "symlinks", "xattrs"] { try db.query("DELETE FROM \(table) WHERE ino = ?", [.int(ino)]) }
+                try deleteInodeRows(InodeNumber(UInt64(bitPattern: ino)))
                 report.repairs.append("removed unreferenced inode \(ino)")
             }
         }
         cache.removeAll()
         dirty.removeAll()
+        inodeElements.removeAll()
         for ino in purges { try removeDataFile(UInt64(bitPattern: ino)) }
         for id in strayData {
             try removeDataFile(id)

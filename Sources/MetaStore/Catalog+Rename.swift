@@ -61,7 +61,7 @@ extension Catalog {
                     try target.adjustLinks(by: -1)
                 }
                 target.ctime = now
-                try db.query("DELETE FROM entries WHERE parent = ? AND name = ?", [.int(Int64(newParent.rawValue)), .blob(newSealed)])
+                try deleteEntry(newParent, newSealed)
                 try store(target)
                 if target.isDirectory {
                     var dir = try attributes(newParent)
@@ -70,7 +70,7 @@ extension Catalog {
                 }
                 replaced = target
             }
-            try db.query("DELETE FROM entries WHERE parent = ? AND name = ?", [.int(Int64(parent.rawValue)), .blob(oldSealed)])
+            try deleteEntry(parent, oldSealed)
             try insertEntry(newParent, newSealed, sourceIno)
             if source.isDirectory && parent != newParent {
                 source.parent = newParent

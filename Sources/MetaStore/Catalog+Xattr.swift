@@ -30,7 +30,7 @@ extension Catalog {
             if flags & XattrFlags.create != 0 && exists { throw MetaStoreError.posix(EEXIST) }
             if flags & XattrFlags.replace != 0 && !exists { throw MetaStoreError.posix(ENODATA) }
             let sealedValue = try names.seal([1] + value, associatedData: [0x78, 0x76] + le64(ino.rawValue) + sealedName)
-            try db.query("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?,?,?)", [.int(Int64(ino.rawValue)), .blob(sealedName), .blob(sealedValue)])
+            try putXattr(ino, sealedName: sealedName, sealedValue: sealedValue)
             a.ctime = Timestamp.now()
             try store(a)
         }
@@ -69,8 +69,7 @@ extension Catalog {
         try transaction {
             var a = try attributes(ino)
             let sealedName = try sealXattrName(ino, name)
-            try db.query("DELETE FROM xattrs WHERE ino = ? AND name = ?", [.int(Int64(ino.rawValue)), .blob(sealedName)])
-            guard db.changes > 0 else { throw MetaStoreError.posix(ENODATA) }
+            guard try deleteXattr(ino, sealedName: sealedName) else { throw MetaStoreError.posix(ENODATA) }
             a.ctime = Timestamp.now()
             try store(a)
         }

@@ -21,6 +21,8 @@ final class Catalog: @unchecked Sendable {
     /// rewrite it; after a crash the unused rest of a batch is skipped, never reused
     /// (an inode number is also the file id in the XTS tweak).
     var reservedIno: UInt64
+    /// The `next_ino` as written in this transaction (or committed): what the counters' tag covers.
+    private(set) var writtenNextIno: UInt64
     static let inodeBatch: UInt64 = 256
     /// The store's generation (schema 2; 0 on schema 1): it only grows, at
     /// every sync, snapshot and unmount, and is anchored outside the store so
@@ -30,8 +32,17 @@ final class Catalog: @unchecked Sendable {
     var durableGeneration: UInt64 = 0
     /// This copy of the filesystem (schema 2): see `RowCodec.countersTag`.
     private(set) var instance: [UInt8] = []
+    /// The row root (schema 2, `RowRoot`) with this transaction's changes, and as committed.
+    var rowRoot = RowRoot.zero
+    private var committedRoot = RowRoot.zero
+    /// Each cached inode's element as its row is on disk (so a rewrite need not read it back).
+    var inodeElements: [UInt64: RowRoot] = [:]
+    private var transactionDepth = 0
 
-    init(db: SQLiteDatabase, names: NameCipher, rows: RowCodec, tolerateCounter: Bool = false) throws {
+    /// - Parameter resealRows: when the rows do not sum to the stored root
+    ///   (a row was put back or replaced), accept them and store their root
+    ///   (`mount --accept-rollback`) instead of refusing.
+    init(db: SQLiteDatabase, names: NameCipher, rows: RowCodec, tolerateCounter: Bool = false, resealRows: Bool = false) throws {
         self.db = db
         self.names = names
         self.rows = rows
@@ -39,15 +50,21 @@ final class Catalog: @unchecked Sendable {
         highestIno = try db.scalar("SELECT max(ino) FROM inodes") ?? 0
         nextIno = UInt64(max(counter, 0))
         reservedIno = nextIno
+        writtenNextIno = nextIno
         if rows.keys != nil {
             generation = UInt64(max(0, try db.scalar("SELECT value FROM meta WHERE key = 'generation'") ?? 0))
             var tag: [UInt8] = []
             try db.query("SELECT value FROM seals WHERE key = 'counters'") { tag = $0.blob(0) }
             try db.query("SELECT value FROM seals WHERE key = 'instance'") { self.instance = $0.blob(0) }
+            var stored: [UInt8] = []
+            try db.query("SELECT value FROM seals WHERE key = 'rows'") { stored = $0.blob(0) }
             durableGeneration = generation
-            guard instance.count == 16, MessageAuthenticator.equal(try rows.countersTag(generation: generation, nextIno: nextIno, instance: instance), tag) else {
+            guard instance.count == 16, let root = RowRoot(bytes: stored),
+                  MessageAuthenticator.equal(try rows.countersTag(generation: generation, nextIno: nextIno, instance: instance, root: root), tag) else {
                 throw MetaStoreError.tampered(what: "the metadata's counters (generation \(generation), next inode \(nextIno)) do not authenticate")
             }
+            (rowRoot, committedRoot) = (root, root)
+            try verifyRowRoot(reseal: resealRows)
         }
         // Inode numbers are file ids in the XTS tweak: a counter at or below an
         // inode in use would hand out a number twice. Only fsck (to report and
@@ -64,12 +81,28 @@ final class Catalog: @unchecked Sendable {
         return Int64(bitPattern: nextIno) > highestIno ? nil : "has next inode number \(nextIno), not above its highest inode \(highestIno)"
     }
 
-    /// A write transaction; on rollback the cache is dropped, since it may
-    /// hold values that were never committed.
+    /// A write transaction; inside one, a nested call joins it. On commit a
+    /// changed row root is stored with the counters' tag, in the same
+    /// transaction; on rollback the cache is dropped, since it may hold values
+    /// that were never committed.
     func transaction<R>(_ body: () throws -> R) throws -> R {
-        do { return try db.transaction(body) } catch {
+        if transactionDepth > 0 { return try body() }
+        transactionDepth = 1
+        defer { transactionDepth = 0 }
+        do {
+            let result = try db.transaction {
+                let result = try body()
+                if rowRoot != committedRoot { try writeCountersTag(generation: generation, nextIno: writtenNextIno) }
+                return result
+            }
+            committedRoot = rowRoot
+            return result
+        } catch {
             cache.removeAll()
             dirty.removeAll()
+            inodeElements.removeAll()
+            rowRoot = committedRoot
+            writtenNextIno = reservedIno
             throw error
         }
     }
@@ -77,22 +110,25 @@ final class Catalog: @unchecked Sendable {
     /// Writes the stored next inode number (and, on schema 2, the counters' tag).
     func writeCounters(nextIno stored: UInt64) throws {
         try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)", [.int(Int64(bitPattern: stored))])
+        writtenNextIno = stored
         try writeCountersTag(generation: generation, nextIno: stored)
     }
 
-    private func writeCountersTag(generation: UInt64, nextIno stored: UInt64, instance: [UInt8]? = nil) throws {
+    func writeCountersTag(generation: UInt64, nextIno stored: UInt64, instance: [UInt8]? = nil) throws {
         guard rows.keys != nil else { return }
         let instance = instance ?? self.instance
         try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('generation', ?)", [.int(Int64(bitPattern: generation))])
         try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('instance', ?)", [.blob(instance)])
-        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('counters', ?)", [.blob(rows.countersTag(generation: generation, nextIno: stored, instance: instance))])
+        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('rows', ?)", [.blob(rowRoot.bytes)])
+        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('counters', ?)",
+                     [.blob(rows.countersTag(generation: generation, nextIno: stored, instance: instance, root: rowRoot))])
     }
 
     /// A new random instance (import: the copy is another filesystem than its source).
     func renewInstance() throws {
         guard rows.keys != nil else { return }
         let fresh = try SecureRandom.bytes(16)
-        try transaction { try writeCountersTag(generation: generation, nextIno: reservedIno, instance: fresh) }
+        try transaction { try writeCountersTag(generation: generation, nextIno: writtenNextIno, instance: fresh) }
         instance = fresh
     }
 
@@ -100,7 +136,7 @@ final class Catalog: @unchecked Sendable {
     func advanceGeneration() throws {
         guard rows.keys != nil else { return }
         let next = generation + 1
-        try transaction { try writeCountersTag(generation: next, nextIno: reservedIno) }
+        try transaction { try writeCountersTag(generation: next, nextIno: writtenNextIno) }
         generation = next
     }
 
@@ -118,17 +154,26 @@ final class Catalog: @unchecked Sendable {
     /// Creates an inode row: a plain INSERT, so a number already in use (a
     /// counter that was rolled back or edited) fails instead of replacing a file.
     func insert(_ a: InodeAttributes) throws {
-        do {
-            try db.query("INSERT INTO inodes(\(rows.inodeColumns())) VALUES(\(rows.inodePlaceholders))", rows.bindings(a))
-        } catch MetaStoreError.database(_, let message) where message.contains("UNIQUE") {
-            throw MetaStoreError.untrustedMetadata(path: db.path, problem: "hands out inode number \(a.ino), which is in use")
+        let row = try rows.bindings(a)
+        try transaction {
+            do {
+                try db.query("INSERT INTO inodes(\(rows.inodeColumns())) VALUES(\(rows.inodePlaceholders))", row.values)
+            } catch MetaStoreError.database(_, let message) where message.contains("UNIQUE") {
+                throw MetaStoreError.untrustedMetadata(path: db.path, problem: "hands out inode number \(a.ino), which is in use")
+            }
+            try addInodeElement(a.ino, sealed: row.sealed)
         }
         cache[a.ino.rawValue] = a
     }
 
     /// Writes an inode through to SQLite and the cache.
     func store(_ a: InodeAttributes) throws {
-        try db.query("INSERT OR REPLACE INTO inodes(\(rows.inodeColumns())) VALUES(\(rows.inodePlaceholders))", rows.bindings(a))
+        let row = try rows.bindings(a)
+        try transaction {
+            try subtractInodeElement(a.ino)
+            try db.query("INSERT OR REPLACE INTO inodes(\(rows.inodeColumns())) VALUES(\(rows.inodePlaceholders))", row.values)
+            try addInodeElement(a.ino, sealed: row.sealed)
+        }
         cache[a.ino.rawValue] = a
         dirty.remove(a.ino.rawValue)
     }
@@ -169,21 +214,48 @@ final class Catalog: @unchecked Sendable {
     }
 
     /// Adds a name (and on schema 2 its tag, binding it to `ino`).
-    func insertEntry(_ parent: InodeNumber, _ sealed: [UInt8], _ ino: InodeNumber) throws {
-        let columns = rows.entryColumns
-        try db.query("INSERT INTO entries(\(columns)) VALUES(\(columns.split(separator: ",").map { _ in "?" }.joined(separator: ",")))",
-                     try rows.entryBindings(parent: parent, sealedName: sealed, ino: ino))
+    func insertEntry(_ parent: InodeNumber, _ sealed: [UInt8], _ ino: InodeNumber, id: Int64? = nil) throws {
+        let columns = (id == nil ? "" : "id, ") + rows.entryColumns
+        try transaction {
+            try db.query("INSERT INTO entries(\(columns)) VALUES(\(columns.split(separator: ",").map { _ in "?" }.joined(separator: ",")))",
+                         (id.map { [SQLValue.int($0)] } ?? []) + (try rows.entryBindings(parent: parent, sealedName: sealed, ino: ino)))
+            try rows.entryElement(parent: parent, sealedName: sealed, ino: ino).map { rowRoot.add($0) }
+        }
     }
 
-    /// Points an existing name at another inode (rename exchange).
+    /// Points an existing name at another inode (rename exchange); the entry keeps its id (readdir's order).
     func setEntry(_ parent: InodeNumber, _ sealed: [UInt8], to ino: InodeNumber) throws {
-        let byName = "WHERE parent = ? AND name = ?"
         let key: [SQLValue] = [.int(Int64(bitPattern: parent.rawValue)), .blob(sealed)]
-        if rows.keys == nil {
-            try db.query("UPDATE entries SET ino = ? \(byName)", [.int(Int64(bitPattern: ino.rawValue))] + key)
-        } else {
-            try db.query("UPDATE entries SET ino = ?, tag = ? \(byName)",
-                         [.int(Int64(bitPattern: ino.rawValue)), .blob(try rows.entryTag(parent: parent, sealedName: sealed, ino: ino))] + key)
+        try transaction {
+            guard let old = try entryTarget(parent, sealed) else { throw MetaStoreError.posix(ENOENT) }
+            if rows.keys == nil {
+                try db.query("UPDATE entries SET ino = ? WHERE parent = ? AND name = ?", [.int(Int64(bitPattern: ino.rawValue))] + key)
+            } else {
+                try db.query("UPDATE entries SET ino = ?, tag = ? WHERE parent = ? AND name = ?",
+                             [.int(Int64(bitPattern: ino.rawValue)), .blob(try rows.entryTag(parent: parent, sealedName: sealed, ino: ino))] + key)
+            }
+            try rows.entryElement(parent: parent, sealedName: sealed, ino: old).map { rowRoot.subtract($0) }
+            try rows.entryElement(parent: parent, sealedName: sealed, ino: ino).map { rowRoot.add($0) }
+        }
+    }
+
+    /// The inode an entry row names, unverified (for the root's bookkeeping).
+    private func entryTarget(_ parent: InodeNumber, _ sealed: [UInt8]) throws -> InodeNumber? {
+        var old: InodeNumber?
+        try db.query("SELECT ino FROM entries WHERE parent = ? AND name = ?", [.int(Int64(bitPattern: parent.rawValue)), .blob(sealed)]) {
+            old = InodeNumber(UInt64(bitPattern: $0.int(0)))
+        }
+        return old
+    }
+
+    /// Removes the name `sealed` from `parent`; false when there was none.
+    @discardableResult
+    func deleteEntry(_ parent: InodeNumber, _ sealed: [UInt8]) throws -> Bool {
+        try transaction {
+            guard let old = try entryTarget(parent, sealed) else { return false }
+            try db.query("DELETE FROM entries WHERE parent = ? AND name = ?", [.int(Int64(bitPattern: parent.rawValue)), .blob(sealed)])
+            try rows.entryElement(parent: parent, sealedName: sealed, ino: old).map { rowRoot.subtract($0) }
+            return true
         }
     }
 
@@ -237,7 +309,7 @@ final class Catalog: @unchecked Sendable {
             try insertEntry(parent, sealed, ino)
             if let target = symlinkTarget {
                 guard !target.isEmpty, target.count <= 4095 else { throw MetaStoreError.posix(target.isEmpty ? ENOENT : ENAMETOOLONG) }
-                try db.query("INSERT INTO symlinks(ino, target) VALUES(?,?)", [.int(Int64(ino.rawValue)), .blob(names.seal(target, associatedData: [0x6c] + le64(ino.rawValue)))])
+                try insertSymlink(ino, sealedTarget: names.seal(target, associatedData: [0x6c] + le64(ino.rawValue)))
             }
             try touchDirectory(&dir, nlinkDelta: isDir ? 1 : 0, now: now)
             nextIno += 1
@@ -285,7 +357,7 @@ final class Catalog: @unchecked Sendable {
                 try node.adjustLinks(by: -1)
             }
             node.ctime = now
-            try db.query("DELETE FROM entries WHERE parent = ? AND name = ?", [.int(Int64(parent.rawValue)), .blob(sealed)])
+            try deleteEntry(parent, sealed)
             try store(node)
             try touchDirectory(&dir, nlinkDelta: wantDirectory ? -1 : 0, now: now)
             return node
@@ -301,11 +373,7 @@ final class Catalog: @unchecked Sendable {
 
     /// Deletes an inode that no name and no open handle refers to any more.
     func purge(_ ino: InodeNumber) throws {
-        try transaction {
-            for table in ["inodes", "symlinks", "xattrs"] {
-                try db.query("DELETE FROM \(table) WHERE ino = ?", [.int(Int64(ino.rawValue))])
-            }
-        }
+        try transaction { try deleteInodeRows(ino) }
         cache[ino.rawValue] = nil
         dirty.remove(ino.rawValue)
     }

@@ -18,6 +18,9 @@ public enum MetaStoreError: Error, CustomStringConvertible, Equatable, Sendable 
     /// An authenticated record or data unit that does not verify (integrity
     /// on): the store was edited or damaged; its contents are never returned.
     case tampered(what: String)
+    /// The metadata's rows do not sum to their sealed root (integrity on): a
+    /// row was put back from an older copy, replaced, added or removed.
+    case rowsReplaced
     /// A metadata database that is not as kmsfs writes it (extra schema
     /// objects, an inode counter below its inodes, an impossible row): edited
     /// or damaged, and never used as it is.
@@ -69,6 +72,8 @@ public enum MetaStoreError: Error, CustomStringConvertible, Equatable, Sendable 
         case .io(let op, let path, let e): return "\(op) \(path) failed: \(String(cString: strerror(e)))"
         case .corruptRecord(let what): return "metadata record \(what) failed authentication (corrupt store or wrong key)"
         case .tampered(let what): return "\(what): the store was tampered with or damaged"
+        case .rowsReplaced:
+            return "the metadata's rows are not the ones its counters sealed (a row was put back from an older copy, replaced, added or removed): the store was tampered with or damaged"
         case .untrustedMetadata(let path, let problem): return "metadata database \(path) \(problem): it was edited or is damaged"
         case .storeNotFound(let path): return "no kmsfs store at \(path)"
         case .storeExists(let path): return "a kmsfs store already exists at \(path)"

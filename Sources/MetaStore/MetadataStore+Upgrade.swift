@@ -26,7 +26,7 @@ extension MetadataStore {
             try new.catalogLock.withLock { to in
                 let plain = RowCodec(keys: nil)
                 try to.transaction {
-                    try to.db.query("DELETE FROM inodes")
+                    try to.deleteInodeRows(.root)  // the one a new store starts with
                     try from.db.query("SELECT \(plain.inodeColumns()) FROM inodes ORDER BY ino") { row in
                         var a = try plain.decode(row, from: 0)
                         if a.isRegular { a.contentDigest = try digest(a) }
@@ -34,12 +34,11 @@ extension MetadataStore {
                     }
                     try from.db.query("SELECT id, parent, name, ino FROM entries ORDER BY id") { row in
                         let parent = InodeNumber(UInt64(bitPattern: row.int(1))), ino = InodeNumber(UInt64(bitPattern: row.int(3)))
-                        try to.db.query("INSERT INTO entries(id, \(to.rows.entryColumns)) VALUES(?,?,?,?,?)",
-                                        [.int(row.int(0))] + to.rows.entryBindings(parent: parent, sealedName: row.blob(2), ino: ino))
+                        try to.insertEntry(parent, row.blob(2), ino, id: row.int(0))
                     }
-                    try from.db.query("SELECT ino, target FROM symlinks") { try to.db.query("INSERT INTO symlinks(ino, target) VALUES(?,?)", [.int($0.int(0)), .blob($0.blob(1))]) }
+                    try from.db.query("SELECT ino, target FROM symlinks") { try to.insertSymlink(InodeNumber(UInt64(bitPattern: $0.int(0))), sealedTarget: $0.blob(1)) }
                     try from.db.query("SELECT ino, name, value FROM xattrs") {
-                        try to.db.query("INSERT INTO xattrs(ino, name, value) VALUES(?,?,?)", [.int($0.int(0)), .blob($0.blob(1)), .blob($0.blob(2))])
+                        try to.putXattr(InodeNumber(UInt64(bitPattern: $0.int(0))), sealedName: $0.blob(1), sealedValue: $0.blob(2))
                     }
                     try to.writeCounters(nextIno: from.reservedIno)
                 }

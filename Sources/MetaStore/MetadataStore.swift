@@ -25,8 +25,10 @@ public final class MetadataStore: Sendable {
     ///   above its inodes, so that `check` can report and raise it.
     /// - Parameter integrity: the filesystem's authentication keys: schema 2
     ///   (sealed rows, tagged entries and counters); nil for schema 1.
+    /// - Parameter resealRows: accept rows that do not match the sealed row
+    ///   root (`mount --accept-rollback`) and seal them as they are.
     public init(path: String, names: NameCipher, integrity: IntegrityKeys? = nil, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0),
-                reservePath: String? = nil, exclusive: Bool = false, readOnly: Bool = false, checking: Bool = false) throws {
+                reservePath: String? = nil, exclusive: Bool = false, readOnly: Bool = false, checking: Bool = false, resealRows: Bool = false) throws {
         self.path = path
         self.reservePath = reservePath
         let rows = RowCodec(keys: integrity)
@@ -45,7 +47,9 @@ public final class MetadataStore: Sendable {
                     let instance = try SecureRandom.bytes(16)
                     try db.query("INSERT INTO meta(key, value) VALUES('generation', 1)")
                     try db.query("INSERT INTO seals(key, value) VALUES('instance', ?)", [.blob(instance)])
-                    try db.query("INSERT INTO seals(key, value) VALUES('counters', ?)", [.blob(rows.countersTag(generation: 1, nextIno: 2, instance: instance))])
+                    try db.query("INSERT INTO seals(key, value) VALUES('rows', ?)", [.blob(RowRoot.zero.bytes)])
+                    try db.query("INSERT INTO seals(key, value) VALUES('counters', ?)",
+                                 [.blob(rows.countersTag(generation: 1, nextIno: 2, instance: instance, root: .zero))])
                 }
             }
         } else {
@@ -54,7 +58,7 @@ public final class MetadataStore: Sendable {
                 throw MetaStoreError.database(operation: "open \(path)", message: "unknown or missing schema version \(version.map { String(describing: $0) } ?? "none")")
             }
         }
-        let catalog = try Catalog(db: db, names: names, rows: rows, tolerateCounter: checking)
+        let catalog = try Catalog(db: db, names: names, rows: rows, tolerateCounter: checking, resealRows: resealRows && !readOnly)
         if create {
             let now = Timestamp.now()
             try catalog.transaction {
@@ -227,6 +231,7 @@ public final class MetadataStore: Sendable {
         catalogLock.withLock { c in
             if c.dirty.contains(ino.rawValue) { try? c.flushDirty() }
             c.cache[ino.rawValue] = nil
+            c.inodeElements[ino.rawValue] = nil
         }
     }
 

@@ -33,17 +33,18 @@ struct RowCodec: Sendable {
     /// Column values for `a`. Schema 2 stores only the tree's shape in the
     /// clear: the type bits, link count, parent, and the size rounded up to
     /// whole units (which the data file's length shows anyway).
-    func bindings(_ a: InodeAttributes) throws -> [SQLValue] {
+    /// `sealed` is the sealed attributes (schema 2; empty on schema 1).
+    func bindings(_ a: InodeAttributes) throws -> (values: [SQLValue], sealed: [UInt8]) {
         let ino = SQLValue.int(Int64(bitPattern: a.ino.rawValue))
         guard let keys else {
-            return [ino, .int(Int64(a.mode)), .int(Int64(a.nlink)), .int(Int64(a.uid)), .int(Int64(a.gid)),
-                    .int(Int64(bitPattern: a.rdev)), .int(Int64(bitPattern: a.size)), .int(a.atime.packed), .int(a.mtime.packed),
-                    .int(a.ctime.packed), .int(Int64(bitPattern: a.parent.rawValue))]
+            return ([ino, .int(Int64(a.mode)), .int(Int64(a.nlink)), .int(Int64(a.uid)), .int(Int64(a.gid)),
+                     .int(Int64(bitPattern: a.rdev)), .int(Int64(bitPattern: a.size)), .int(a.atime.packed), .int(a.mtime.packed),
+                     .int(a.ctime.packed), .int(Int64(bitPattern: a.parent.rawValue))], [])
         }
         let sealed = try keys.attributes.seal(Self.sealedPlaintext(a), associatedData: Self.inodeAD(a.ino))
-        return [ino, .int(Int64(a.mode & UInt32(S_IFMT))), .int(Int64(a.nlink)), .int(0), .int(0), .int(0),
-                .int(Int64(bitPattern: Self.visibleSize(a.size))), .int(0), .int(0), .int(0),
-                .int(Int64(bitPattern: a.parent.rawValue)), .blob(sealed), .int(Self.tagsPending(a))]
+        return ([ino, .int(Int64(a.mode & UInt32(S_IFMT))), .int(Int64(a.nlink)), .int(0), .int(0), .int(0),
+                 .int(Int64(bitPattern: Self.visibleSize(a.size))), .int(0), .int(0), .int(0),
+                 .int(Int64(bitPattern: a.parent.rawValue)), .blob(sealed), .int(Self.tagsPending(a))], sealed)
     }
 
     /// The size column of schema 2: whole units.
@@ -133,11 +134,13 @@ struct RowCodec: Sendable {
     }
 
     /// The tag over the stored counters (schema 2): the generation, the next
-    /// inode number and the instance (16 random bytes, new at create, upgrade
+    /// inode number, the instance (16 random bytes, new at create, upgrade
     /// and import, so an imported twin with the same UUID and keys is told
-    /// apart) cannot be edited or taken from another store.
-    func countersTag(generation: UInt64, nextIno: UInt64, instance: [UInt8]) throws -> [UInt8] {
+    /// apart) and the row root cannot be edited or taken from another store,
+    /// and the root of an older state does not go with a newer generation.
+    func countersTag(generation: UInt64, nextIno: UInt64, instance: [UInt8], root: RowRoot) throws -> [UInt8] {
         guard let keys else { return [] }
-        return try keys.metadata.authenticate([[0x63], le64(UInt64(schemaVersion)), le64(generation), le64(nextIno), instance], length: Self.tagByteCount)
+        return try keys.metadata.authenticate([[0x63], le64(UInt64(schemaVersion)), le64(generation), le64(nextIno), instance, root.bytes],
+                                              length: Self.tagByteCount)
     }
 }

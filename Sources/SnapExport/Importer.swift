@@ -239,7 +239,10 @@ public struct BundleReader {
     /// cleaned up, as a mount would.
     private func checkedMetadata(_ staging: StorePaths, keys: FilesystemKeys, dataStore: DataStore, digests: [UInt64: [UInt8]],
                                  summary: inout ImportSummary) throws -> MetadataStore {
-        let metadata = try MetadataStore(path: staging.metadata, names: keys.names, integrity: keys.integrity, create: false)
+        let metadata: MetadataStore
+        do { metadata = try MetadataStore(path: staging.metadata, names: keys.names, integrity: keys.integrity, create: false) } catch MetaStoreError.rowsReplaced {
+            throw BundleError.corrupt("the metadata image's rows are not the ones its counters sealed (a row was replaced, added or removed)")
+        }
         let invalid = try metadata.invalidRows()
         guard invalid.isEmpty else {
             throw BundleError.corrupt("the metadata image holds rows kmsfs never writes: \(invalid.prefix(3).joined(separator: "; "))")

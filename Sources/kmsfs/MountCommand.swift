@@ -26,7 +26,7 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Honour setuid/setgid bits (mounts are nosuid otherwise).") var suid = false
     @Flag(help: "Honour device nodes (mounts are nodev otherwise).") var dev = false
     @Flag(help: "Print every FUSE request (libfuse -d).") var debug = false
-    @Flag(help: "Mount a store older than the generation this home last saw (after restoring an older copy on purpose), and anchor it there.")
+    @Flag(help: "Mount a store older than the generation this home last saw, or with metadata rows put back from an older copy (after restoring one on purpose): anchor it there and seal its rows as they are.")
     var acceptRollback = false
     @Option(help: "Keep this file up to date with the mount's Prometheus metrics, every 5 s (for node_exporter's textfile collector).")
     var metrics: String?
@@ -128,7 +128,7 @@ struct MountCommand: ParsableCommand {
         let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "mount")
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false,
-                                         reservePath: store.root + "/reserve", exclusive: true)
+                                         reservePath: store.root + "/reserve", exclusive: true, resealRows: acceptRollback)
         // The root must verify before anything is served: a mount of a store whose root was edited is refused.
         _ = try metadata.attributes(.root)
         let anchor = try metadata.hasIntegrity ? AnchorKeeper(RollbackAnchor(home: home, superblock: superblock, name: name),

@@ -35,6 +35,8 @@ struct UserFacingError: Error {
             }
         case let e as MetaStoreError:
             switch e {
+            case .rowsReplaced:
+                return .init(e.description, hint: "if you restored an older copy of the store on purpose, mount it with --accept-rollback", exitCode: ExitCodes.corruptOrUnsupported)
             case .superblock, .corruptRecord, .tampered, .untrustedMetadata, .database: return .init(e.description, hint: "run 'kmsfs fs list' to see the store path; restore it from a snapshot export if it is damaged", exitCode: ExitCodes.corruptOrUnsupported)
             case .storeNotFound: return .init(e.description, hint: "'kmsfs fs list' shows the filesystems in this home", exitCode: ExitCodes.notFound)
             case .storeExists: return .init(e.description, exitCode: ExitCodes.usage)
