@@ -68,14 +68,19 @@ extension FileSystem {
     /// the content digest its inode's sealed row holds (integrity on), outside
     /// the table's lock: hashing a large tag file, or reading a snapshot
     /// view's file whole, must not stall other files.
+    /// An inline file's unit is checked as it is read instead.
     func openData(_ ino: InodeNumber) throws -> OpenInode {
-        func verify() throws -> VerifiedContent? {
+        func verify() throws -> (VerifiedContent?, isInline: Bool) {
             let a = try metadata.attributes(ino)
-            return try dataStore.verifyContent(ino.fileID, size: a.size, digest: a.contentDigest)
+            return (a.isInline ? nil : try dataStore.verifyContent(ino.fileID, size: a.size, digest: a.contentDigest), a.isInline)
         }
         let checked = table.handle(ino) == nil ? try verify() : nil
         // (Checked again under the lock only when the last handle closed in between.)
-        return try table.open(ino) { try dataStore.open(ino.fileID, verified: checked ?? verify()) }
+        let integrity = metadata.hasIntegrity
+        return try table.open(ino) {
+            let (verified, isInline) = try checked ?? verify()
+            return try dataStore.open(ino.fileID, verified: verified, inline: integrity ? (metadata, isInline) : nil)
+        }
     }
 
     func openInode(_ ino: InodeNumber) throws -> OpenInode {
@@ -111,6 +116,8 @@ extension FileSystem {
 
     /// 512-byte blocks the ciphertext occupies (holes are not counted).
     func allocatedBlocks(_ a: InodeAttributes) -> UInt64 {
-        UInt64(max(0, dataStore.allocatedBytes(a.ino.fileID))) / 512
+        // An inline file's unit counts as one block: tools read st_blocks == 0 with a size as "all holes".
+        if a.isInline { return a.size > 0 ? UInt64(DataStore.blockSize / 512) : 0 }
+        return UInt64(max(0, dataStore.allocatedBytes(a.ino.fileID))) / 512
     }
 }

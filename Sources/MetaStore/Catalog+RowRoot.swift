@@ -50,7 +50,7 @@ extension Catalog {
         }
     }
 
-    /// Deletes an inode's row, its symlink target and its xattrs.
+    /// Deletes an inode's row, its symlink target, its xattrs and its inline unit.
     func deleteInodeRows(_ ino: InodeNumber) throws {
         let key: [SQLValue] = [.int(Int64(bitPattern: ino.rawValue))]
         try transaction {
@@ -63,7 +63,7 @@ extension Catalog {
                     try rows.xattrElement(ino, sealedName: row.blob(0), sealedValue: row.blob(1)).map { rowRoot.subtract($0) }
                 }
             }
-            for table in ["inodes", "symlinks", "xattrs"] { try db.query("DELETE FROM \(table) WHERE ino = ?", key) }
+            for table in ["inodes", "symlinks", "xattrs"] + (rows.keys != nil ? ["inline_units"] : []) { try db.query("DELETE FROM \(table) WHERE ino = ?", key) }
         }
     }
 

@@ -36,6 +36,10 @@ extension Catalog {
             }
         }
         if integrity {
+            try add("""
+                SELECT u.ino FROM inline_units u LEFT JOIN inodes i ON i.ino = u.ino
+                WHERE i.ino IS NULL OR (i.mode & \(S_IFMT)) != \(S_IFREG) OR typeof(u.unit) != 'blob' OR length(u.unit) NOT IN (0, \(DataStore.blockSize))
+                """) { "inline unit of inode \($0.int(0)) belongs to no regular file or is malformed" }
             try db.query("SELECT id, parent, name, ino, tag FROM entries") { row in
                 guard out.count < Self.invalidRowLimit else { return }
                 do {

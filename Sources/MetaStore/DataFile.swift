@@ -33,9 +33,16 @@ public final class DataFile: @unchecked Sendable {
     private let store: DataStore?
     /// Snapshot view, integrity on: the tags of the units the snapshot holds.
     let verified: VerifiedContent?
+    /// Integrity on: tags units, for an inline file's content digest.
+    let tagger: UnitTagger?
+    /// Integrity on: the metadata, where an inline file's unit is (`InlineUnits`).
+    private let inlineStore: (any InlineUnitStore)?
+    /// Whether the file's data is its inline unit (every other unit a hole) rather than its data file.
+    public private(set) var isInline: Bool
 
     init(fd: Int32, id: FileID, cipher: XTSCipher, path: String, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil,
-         tags: UnitTags? = nil, store: DataStore? = nil, verified: VerifiedContent? = nil) {
+         tags: UnitTags? = nil, store: DataStore? = nil, verified: VerifiedContent? = nil, tagger: UnitTagger? = nil,
+         inline: (store: any InlineUnitStore, isInline: Bool)? = nil) {
         self.fd = fd
         self.id = id
         self.cipher = cipher
@@ -45,6 +52,9 @@ public final class DataFile: @unchecked Sendable {
         self.tags = tags
         self.store = store
         self.verified = verified
+        self.tagger = tagger
+        inlineStore = tagger == nil ? nil : inline?.store
+        isInline = tagger != nil && inline?.isInline == true
     }
 
     deinit {
@@ -54,7 +64,7 @@ public final class DataFile: @unchecked Sendable {
 
     /// Copy-before-write: called before units in `units` change on disk.
     func preserve(_ units: Range<UInt64>) throws {
-        guard let preserver, !units.isEmpty else { return }
+        guard let preserver, !units.isEmpty, !isInline else { return }  // an inline unit is in the snapshot's image
         let (latest, epoch) = preserver.current
         guard latest != nil else { return }
         if epoch != deltaEpoch {
@@ -76,6 +86,7 @@ public final class DataFile: @unchecked Sendable {
         close(fd)
         fd = fresh
         try tags?.trim(units: 0)
+        store?.dropUnsettled(id, from: 0)
         delta = nil
         deltaEpoch = preserver.current.epoch
         return true
@@ -100,6 +111,11 @@ public final class DataFile: @unchecked Sendable {
     public func write(offset: UInt64, data: UnsafeRawBufferPointer, fileSize: UInt64) throws {
         guard data.count > 0 else { return }
         let end = offset + UInt64(data.count)
+        if inlineStore != nil && overlay == nil && (isInline || currentBackingSize() == 0) {
+            if end <= UInt64(InlineUnits.maxSize) { return try writeInline(offset: offset, data: data) }
+            try leaveInline()
+        }
+        try ensureFile()
         let first = offset / UInt64(Self.unit)
         let last = (end - 1) / UInt64(Self.unit)
         let units = Int(last - first + 1)
@@ -134,6 +150,12 @@ public final class DataFile: @unchecked Sendable {
     /// kept part of the last unit is re-encrypted with zeros after the end.
     public func truncate(from oldSize: UInt64, to newSize: UInt64) throws {
         let unit = UInt64(Self.unit)
+        if isInline {
+            // Units past the first are holes: only the first may need its tail cleared.
+            guard newSize < oldSize, newSize < unit else { return }
+            return try zeroInline(from: Int(newSize), to: Self.unit)
+        }
+        try ensureFile()
         if newSize == 0, try retireForTruncation() { return }
         if newSize < oldSize && newSize % unit != 0 {
             let index = newSize / unit
@@ -155,6 +177,7 @@ public final class DataFile: @unchecked Sendable {
             try tags?.prepareHoles(cut, dataFD: fd, track: false)
             guard ftruncate(fd, off_t(backing)) == 0 else { throw MetaStoreError.io(operation: "ftruncate", path: path, errno: errno) }
             try tags?.trim(units: backing / unit)
+            store?.dropUnsettled(id, from: backing / unit)
         }
     }
 
@@ -164,6 +187,11 @@ public final class DataFile: @unchecked Sendable {
         let unit = UInt64(Self.unit)
         let end = min(offset + length, fileSize)
         guard offset < end else { return }
+        if isInline {
+            guard offset < unit else { return }
+            return try zeroInline(from: Int(offset), to: Int(min(end, unit)))
+        }
+        try ensureFile()
         let firstWhole = (offset + unit - 1) / unit
         let lastWhole = end / unit
         if firstWhole < lastWhole {
@@ -194,6 +222,8 @@ public final class DataFile: @unchecked Sendable {
 
     /// Preallocates backing space (FALLOC_FL_KEEP_SIZE semantics on the ciphertext file).
     public func preallocate(offset: UInt64, length: UInt64) throws {
+        guard !isInline else { return }  // nothing to reserve: past the first unit an inline file is holes
+        try ensureFile()
         let unit = UInt64(Self.unit)
         let start = offset / unit * unit
         let end = (offset + length + unit - 1) / unit * unit
@@ -206,6 +236,7 @@ public final class DataFile: @unchecked Sendable {
     public func sync(dataOnly: Bool) throws {
         if let injected = FaultInjection.failure(.fsync) { throw MetaStoreError.io(operation: "fsync", path: path, errno: injected) }
         try tags?.sync()
+        guard fd >= 0 else { return }  // never written, or inline: nothing of it is in a data file
         guard (dataOnly ? fdatasync(fd) : fsync(fd)) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
     }
 
@@ -227,8 +258,10 @@ public final class DataFile: @unchecked Sendable {
     func readUnits(into buffer: UnsafeMutableRawBufferPointer, first: UInt64) throws -> Bool {
         if let injected = FaultInjection.failure(.read) { throw MetaStoreError.io(operation: "read", path: path, errno: injected) }
         try readCiphertext(into: buffer, first: first)
-        try tags?.verify(UnsafeRawBufferPointer(buffer), first: first)
-        try verified?.verify(UnsafeRawBufferPointer(buffer), first: first)
+        if !isInline {  // (an inline unit is checked against the content digest as it is read)
+            try tags?.verify(UnsafeRawBufferPointer(buffer), first: first)
+            try verified?.verify(UnsafeRawBufferPointer(buffer), first: first)
+        }
         // Decrypt runs of non-hole units with one call each.
         let units = buffer.count / Self.unit
         var anyData = false
@@ -249,8 +282,14 @@ public final class DataFile: @unchecked Sendable {
     /// The ciphertext of whole units (holes as zero units): the live file's,
     /// or in a snapshot view the snapshot's.
     func readCiphertext(into buffer: UnsafeMutableRawBufferPointer, first: UInt64) throws {
-        if let overlay {
+        if isInline {
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)
+            let unit = try inlineCiphertext()
+            if first == 0 && !unit.isEmpty { unit.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Self.unit]).copyMemory(from: $0) } }
+        } else if let overlay {
             try overlay.read(id.rawValue, liveFD: fd, first: first, into: buffer)
+        } else if fd < 0 {
+            buffer.initializeMemory(as: UInt8.self, repeating: 0)  // never written
         } else {
             try readFully(fd, into: buffer, at: first * UInt64(Self.unit), path: path)
         }
@@ -290,6 +329,78 @@ public final class DataFile: @unchecked Sendable {
     }
 
     func currentBackingSize() -> UInt64 { fd >= 0 ? fileSize(fd) : 0 }
+
+    /// Creates the data file at the first change that needs it (a file that
+    /// is only created, or stays inline, never has one).
+    private func ensureFile() throws {
+        guard fd < 0, overlay == nil else { return }
+        let created = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard created >= 0 else { throw MetaStoreError.io(operation: "create", path: path, errno: errno) }
+        fd = created
+    }
+
+    // MARK: inline files (docs/FORMAT.md "Inline files")
+
+    private var ino: InodeNumber { InodeNumber(id.rawValue) }
+
+    /// The inline unit's ciphertext (empty: a hole), checked against the content digest sealed with it.
+    private func inlineCiphertext() throws -> [UInt8] {
+        guard let inlineStore, let tagger else { throw MetaStoreError.posix(EINVAL) }
+        let (unit, digest) = try inlineStore.inlineUnit(ino)
+        let digester = ContentDigester(tagger)
+        if !unit.isEmpty { try unit.withUnsafeBytes { try digester.add(ciphertext: $0, first: 0) } }
+        guard MessageAuthenticator.equal(digester.finalize(), digest) else {
+            throw MetaStoreError.tampered(what: "the inline data of file \(id) is not what its inode sealed")
+        }
+        return unit
+    }
+
+    private func inlinePlaintext() throws -> [UInt8] {
+        var unit = isInline ? try inlineCiphertext() : []
+        if unit.isEmpty { return [UInt8](repeating: 0, count: Self.unit) }
+        try unit.withUnsafeMutableBytes { try cipher.decrypt(UnsafeRawBufferPointer($0), into: $0, fileID: id, firstBlock: BlockIndex(0)) }
+        return unit
+    }
+
+    /// Encrypts `plaintext` as the first unit and stores it inline with its
+    /// content digest (one transaction); an all-zero plaintext is stored as a hole.
+    private func storeInline(_ plaintext: [UInt8]) throws {
+        guard let inlineStore, let tagger else { throw MetaStoreError.posix(EINVAL) }
+        let digester = ContentDigester(tagger)
+        var unit: [UInt8] = []
+        if plaintext.contains(where: { $0 != 0 }) {
+            unit = plaintext
+            try unit.withUnsafeMutableBytes { try cipher.encrypt(UnsafeRawBufferPointer($0), into: $0, fileID: id, firstBlock: BlockIndex(0)) }
+            try unit.withUnsafeBytes { try digester.add(ciphertext: $0, first: 0) }
+        }
+        try inlineStore.setInlineUnit(ino, unit: unit, digest: digester.finalize())
+        isInline = true
+    }
+
+    private func writeInline(offset: UInt64, data: UnsafeRawBufferPointer) throws {
+        var plaintext = try inlinePlaintext()
+        plaintext.withUnsafeMutableBytes { (UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<Int(offset) + data.count])).copyMemory(from: data) }
+        try storeInline(plaintext)
+    }
+
+    private func zeroInline(from start: Int, to end: Int) throws {
+        var plaintext = try inlinePlaintext()
+        for i in start..<end { plaintext[i] = 0 }
+        try storeInline(plaintext)
+    }
+
+    /// Moves an inline file's unit into its data file (a write past the first
+    /// unit): written and made durable there before the metadata forgets it,
+    /// so a crash leaves it in one place or both, never neither.
+    public func leaveInline() throws {
+        guard isInline, let inlineStore else { return }
+        let unit = try inlineCiphertext()
+        try ensureFile()
+        if !unit.isEmpty { try unit.withUnsafeBytes { try writeUnits($0, first: 0) } }
+        try sync(dataOnly: true)
+        try inlineStore.endInline(ino)
+        isInline = false
+    }
 }
 
 /// Units whose previous tags may be forgotten once the file is durable (opaque).

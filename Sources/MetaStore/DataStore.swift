@@ -53,16 +53,20 @@ public final class DataStore: Sendable {
 
     /// Opens (creating if needed) the ciphertext file of `id`; in a snapshot
     /// view, opens it read-only if it exists, with what `verifyContent` returned.
-    public func open(_ id: FileID, verified: VerifiedContent? = nil) throws -> DataFile {
+    /// `inline`: the metadata holding inline files' units, and whether this one is inline.
+    public func open(_ id: FileID, verified: VerifiedContent? = nil, inline: (store: any InlineUnitStore, isInline: Bool)? = nil) throws -> DataFile {
         let p = path(for: id)
+        let tagger = unitMAC.map { UnitTagger(fileID: id, mac: $0) }
         if let overlay {
-            guard unitMAC == nil || verified != nil else { throw MetaStoreError.tampered(what: "file \(id) was opened unverified") }
-            return DataFile(fd: try overlay.openLive(id.rawValue), id: id, cipher: cipher, path: p, overlay: overlay, verified: verified)
+            guard unitMAC == nil || verified != nil || inline?.isInline == true else { throw MetaStoreError.tampered(what: "file \(id) was opened unverified") }
+            return DataFile(fd: try overlay.openLive(id.rawValue), id: id, cipher: cipher, path: p, overlay: overlay, verified: verified,
+                            tagger: tagger, inline: inline)
         }
         let tags = try unitMAC.map { try UnitTags(dataPath: p, fileID: id, mac: $0) }
-        let fd = Glibc.open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw MetaStoreError.io(operation: "open", path: p, errno: errno) }
-        return DataFile(fd: fd, id: id, cipher: cipher, path: p, preserver: preserver, tags: tags, store: self)
+        // Created at the first write that needs it: a file only created, or inline, has none.
+        let fd = Glibc.open(p, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: p, errno: errno) }
+        return DataFile(fd: fd, id: id, cipher: cipher, path: p, preserver: preserver, tags: tags, store: self, tagger: tagger, inline: inline)
     }
 
     /// Tags every unit of the (closed) data file of `id` as it stands (an
@@ -155,6 +159,16 @@ public final class DataStore: Sendable {
         guard dir >= 0 else { throw MetaStoreError.io(operation: "open", path: directory, errno: errno) }
         defer { close(dir) }
         guard syncfs(dir) == 0 else { throw MetaStoreError.io(operation: "syncfs", path: directory, errno: errno) }
+    }
+
+    /// A file cut to `units` units: tags of closed handles' units past the cut have nothing left to settle.
+    func dropUnsettled(_ id: FileID, from units: UInt64) {
+        unsettled.withLock { all in
+            guard let kept = all.files[id.rawValue] else { return }
+            let left = kept.filter { $0.key < units }
+            all.units -= kept.count - left.count
+            all.files[id.rawValue] = left.isEmpty ? nil : left
+        }
     }
 
     /// A closed file's tags that had not settled: kept until `settleClosedFiles`.

@@ -66,6 +66,10 @@ public struct InodeAttributes: Sendable, Equatable {
     /// Restoring an older tag file, or emptying a record, no longer matches
     /// it; in a snapshot's image it is what the view and an import check.
     public var contentDigest: [UInt8]? = nil
+    /// Integrity on, regular files of at most 4096 bytes: the file's one unit
+    /// of ciphertext is kept in the metadata (`inline_units`), not in a data
+    /// file (docs/FORMAT.md "Inline files"); its content digest is always current.
+    public var isInline = false
 
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
     public var isRegular: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }

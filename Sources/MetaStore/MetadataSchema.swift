@@ -3,8 +3,9 @@
 /// (integrity) also seals inode attributes and tags entries and counters.
 enum MetadataSchema {
     /// Schema 1 (XTS-only filesystems: --no-integrity or release 1.0), or
-    /// with `integrity` schema 2: sealed inode attributes, entry tags and the
-    /// `seals` table. One text for both, so they cannot drift apart.
+    /// with `integrity` schema 2: sealed inode attributes, entry tags, the
+    /// `seals` table and small files' units inline. One text for both, so
+    /// they cannot drift apart.
     private static func tables(integrity: Bool) -> String {
         """
         PRAGMA journal_mode=WAL;
@@ -19,6 +20,7 @@ enum MetadataSchema {
         CREATE TABLE IF NOT EXISTS symlinks(ino INTEGER PRIMARY KEY, target BLOB NOT NULL);
         CREATE TABLE IF NOT EXISTS xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY(ino, name)) WITHOUT ROWID;
         \(integrity ? "CREATE TABLE IF NOT EXISTS seals(key TEXT PRIMARY KEY, value BLOB NOT NULL);" : "")
+        \(integrity ? "CREATE TABLE IF NOT EXISTS inline_units(ino INTEGER PRIMARY KEY, unit BLOB NOT NULL);" : "")
         """
     }
 

@@ -73,7 +73,7 @@ public final class MetadataStore: Sendable {
     /// Runs `body` under the lock; on ENOSPC, releases the reserve and retries
     /// once. Only operations that free space (unlink, rmdir, rename, purge)
     /// may spend the reserve: it exists so a full store can still be cleaned up.
-    private func catalog<R>(useReserve: Bool = false, _ body: (Catalog) throws -> R) throws -> R {
+    func catalog<R>(useReserve: Bool = false, _ body: (Catalog) throws -> R) throws -> R {
         do { return try catalogLock.withLock { try body($0) } } catch MetaStoreError.io(_, _, ENOSPC) where useReserve && reservePath.map({ access($0, F_OK) == 0 }) == true {
             unlink(reservePath!)
             return try catalogLock.withLock { try body($0) }
@@ -158,7 +158,7 @@ public final class MetadataStore: Sendable {
     public func markTagsPending(_ ino: InodeNumber) throws {
         try catalog { c in
             var a = try c.attributes(ino)
-            guard c.rows.keys != nil, a.contentDigest != nil else { return }
+            guard c.rows.keys != nil, a.contentDigest != nil, !a.isInline else { return }  // an inline file's digest moves with its unit
             a.contentDigest = nil
             // Durable before any record changes: a power loss must not leave the
             // old digest beside a changed tag file (the file would not open).
@@ -257,19 +257,26 @@ public final class MetadataStore: Sendable {
     }
 
     /// Calls `body` with the inode number and size of every regular file in
-    /// the database at `path` (a snapshot image), in inode order, streaming.
+    /// the database at `path` (a snapshot image) whose data is in a data file,
+    /// in inode order, streaming. Inline files' data is in the image itself.
     public static func forEachRegularFile(inImage path: String, _ body: (UInt64, UInt64) throws -> Void) throws {
         let db = try MetadataSchema.open(path, readOnly: true)
-        try db.query("SELECT ino, size FROM inodes WHERE (mode & \(S_IFMT)) = \(S_IFREG) ORDER BY ino") { row in
+        try db.query("SELECT ino, size FROM inodes WHERE \(try dataFileCondition(db)) ORDER BY ino") { row in
             try body(UInt64(bitPattern: row.int(0)), UInt64(bitPattern: row.int(1)))
         }
     }
 
-    /// Number and total size of the regular files in the database at `path`.
+    /// Regular files with a data file: not inline (schema 2 keeps small files' units in `inline_units`).
+    private static func dataFileCondition(_ db: SQLiteDatabase) throws -> String {
+        let regular = "(mode & \(S_IFMT)) = \(S_IFREG)"
+        return try MetadataSchema.verify(db) >= 2 ? regular + " AND ino NOT IN (SELECT ino FROM inline_units)" : regular
+    }
+
+    /// Number and total size of the regular files in the database at `path` that have a data file.
     public static func regularFileTotals(inImage path: String) throws -> (files: Int, bytes: UInt64) {
         let db = try MetadataSchema.open(path, readOnly: true)
         var result = (files: 0, bytes: UInt64(0))
-        try db.query("SELECT count(*), coalesce(sum((size + 4095) / 4096 * 4096), 0) FROM inodes WHERE (mode & \(S_IFMT)) = \(S_IFREG)") { row in
+        try db.query("SELECT count(*), coalesce(sum((size + 4095) / 4096 * 4096), 0) FROM inodes WHERE \(try dataFileCondition(db))") { row in
             result = (Int(row.int(0)), UInt64(bitPattern: row.int(1)))
         }
         return result

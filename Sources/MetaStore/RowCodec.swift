@@ -54,7 +54,8 @@ struct RowCodec: Sendable {
 
     static func sealedPlaintext(_ a: InodeAttributes) -> [UInt8] {
         let digest = a.isRegular ? a.contentDigest : nil
-        var p: [UInt8] = [1, digest == nil ? 0 : 1, 0, 0]  // layout 1, flags (bit 0: content digest), reserved
+        let flags: UInt8 = (digest == nil ? 0 : 1) | (a.isRegular && a.isInline ? 2 : 0)
+        var p: [UInt8] = [1, flags, 0, 0]  // layout 1, flags (bit 0: content digest, bit 1: inline), reserved
         p += le32(a.mode) + le32(a.nlink) + le32(a.uid) + le32(a.gid) + le32(0)
         p += le64(a.rdev) + le64(a.size) + le64(UInt64(bitPattern: a.atime.packed)) + le64(UInt64(bitPattern: a.mtime.packed))
         p += le64(UInt64(bitPattern: a.ctime.packed)) + le64(a.parent.rawValue)
@@ -77,7 +78,9 @@ struct RowCodec: Sendable {
         do { p = try keys.attributes.open(row.blob(c + 11), associatedData: Self.inodeAD(InodeNumber(UInt64(ino))), what: "inode") } catch {
             throw MetaStoreError.tampered(what: "inode \(ino): its sealed attributes do not authenticate")
         }
-        guard p.count == Self.sealedPlaintextCount, p[0] == 1, p[1] <= 1, p[2] == 0, p[3] == 0, u32(p, 20) == 0, p[1] == 1 || p[72...].allSatisfy({ $0 == 0 }) else {
+        // Flags: bit 0 a digest at 72 (else zeros there), bit 1 inline (which needs the digest).
+        guard p.count == Self.sealedPlaintextCount, p[0] == 1, p[1] <= 3, p[1] != 2, p[2] == 0, p[3] == 0, u32(p, 20) == 0,
+              p[1] & 1 == 1 || p[72...].allSatisfy({ $0 == 0 }) else {
             throw MetaStoreError.tampered(what: "inode \(ino): its sealed attributes have an unknown layout")
         }
         func i64(_ o: Int) -> Int64 { Int64(bitPattern: u64(p, o)) }
@@ -87,7 +90,8 @@ struct RowCodec: Sendable {
               row.int(c + 6) == Int64(bitPattern: Self.visibleSize(a.size)),
               [3, 4, 5, 7, 8, 9].allSatisfy({ row.int(c + Int32($0)) == 0 }), p[1] == 0 || a.isRegular
         else { throw MetaStoreError.tampered(what: "inode \(ino): its visible columns disagree with its sealed attributes") }
-        if p[1] == 1 { a.contentDigest = Array(p[72..<104]) }
+        if p[1] & 1 == 1 { a.contentDigest = Array(p[72..<104]) }
+        a.isInline = p[1] & 2 != 0
         guard row.int(c + 12) == Self.tagsPending(a) else {
             throw MetaStoreError.tampered(what: "inode \(ino): its visible columns disagree with its sealed attributes")
         }

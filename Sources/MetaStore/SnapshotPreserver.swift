@@ -112,6 +112,35 @@ public final class SnapshotOverlay: Sendable {
     /// of file `id` into `buffer` (holes as zero units). `liveFD` is the live
     /// ciphertext file, -1 when it does not exist.
     public func read(_ id: UInt64, liveFD: Int32, first: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try withChainLocked { try read(id, liveFD: liveFD, first: first, into: buffer, chain: $0) }
+    }
+
+    /// Runs `body` with the chain, the newer snapshots' locks held shared: a
+    /// delete merges a snapshot's delta into the next older one under their
+    /// exclusive locks, and a reader walking the chain meanwhile could miss a
+    /// unit in both and read the live one. A snapshot deleted meanwhile has
+    /// nothing left to lock; the chain is read again once the locks are held.
+    private func withChainLocked<R>(_ body: ([SnapshotInfo]) throws -> R) throws -> R {
+        while true {
+            let chain = try currentChain()
+            var held: [Int32] = []
+            defer { for fd in held { close(fd) } }  // (closing releases the flock)
+            for s in chain where s.id != snapshot.id {
+                let fd = Glibc.open(paths.lock(s), O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else {
+                    if errno == ENOENT { continue }
+                    throw MetaStoreError.io(operation: "open", path: paths.lock(s), errno: errno)
+                }
+                held.append(fd)
+                while flock(fd, LOCK_SH) != 0 {
+                    guard errno == EINTR else { throw MetaStoreError.io(operation: "flock", path: paths.lock(s), errno: errno) }
+                }
+            }
+            if try currentChain() == chain { return try body(chain) }
+        }
+    }
+
+    private func read(_ id: UInt64, liveFD: Int32, first: UInt64, into buffer: UnsafeMutableRawBufferPointer, chain: [SnapshotInfo]) throws {
         let unit = DataStore.blockSize
         if liveFD >= 0 {
             try readFully(liveFD, into: buffer, at: first * UInt64(unit), path: "live file \(id)")
@@ -140,7 +169,7 @@ public final class SnapshotOverlay: Sendable {
             resolved[i] = true
             open -= 1
         }
-        for s in try currentChain() where open > 0 {
+        for s in chain where open > 0 {
             let deltaPath = paths.delta(s, id)
             let dfd = Glibc.open(deltaPath, O_RDONLY | O_CLOEXEC)
             if dfd >= 0 {

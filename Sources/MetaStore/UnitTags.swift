@@ -213,7 +213,11 @@ final class UnitTags: @unchecked Sendable {
     /// Empties the previous slot of every unit in `settled` whose record still
     /// has the given current tag: call only after the data file is durable.
     func settle(_ settled: [UInt64: UnitTag]) throws {
-        let units = settled.keys.sorted()
+        // Units past the tag file's end were cut off since (their records are empty): nothing to settle,
+        // and writing their records would lengthen the tag file past what the file needs.
+        let recorded = length / UInt64(Self.recordSize)
+        let units = settled.keys.filter { $0 < recorded }.sorted()
+        for unit in settled.keys where unit >= recorded { pending[unit] = nil }
         var start = 0
         // Runs of consecutive units: one read and one write of their records each.
         while start < units.count {

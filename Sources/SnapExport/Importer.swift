@@ -125,8 +125,8 @@ public struct BundleReader {
     private func build(manifest: ManifestReader, superblock: Superblock, keys: FilesystemKeys, staging: StorePaths, progress enabled: Bool) throws -> ImportSummary {
         var summary = ImportSummary(snapshot: manifest.header.snapshotName, filesystemUUID: manifest.header.filesystemUUID)
         let dataStore = DataStore(directory: staging.data, cipher: keys.data, unitMAC: keys.integrity?.units)
-        let digests = try receive(manifest, into: staging, dataStore: dataStore, keepData: true, summary: &summary, progress: enabled)
-        let metadata = try checkedMetadata(staging, keys: keys, dataStore: dataStore, digests: digests, summary: &summary)
+        let received = try receive(manifest, into: staging, dataStore: dataStore, keepData: true, summary: &summary, progress: enabled)
+        let metadata = try checkedMetadata(staging, keys: keys, dataStore: dataStore, received: received, summary: &summary)
         // Another filesystem from now on, though with the source's UUID and keys: its own instance.
         try metadata.renewInstance()
         // The copy keeps the source's key and file ids, so its existing blocks decrypt as they are.
@@ -156,8 +156,8 @@ public struct BundleReader {
         var summary = ImportSummary(snapshot: name, filesystemUUID: manifest.header.filesystemUUID)
         let staging = StorePaths(root: scratch)
         let dataStore = DataStore(directory: staging.data, cipher: keys.data, unitMAC: keys.integrity?.units)
-        let digests = try receive(manifest, into: staging, dataStore: dataStore, keepData: false, summary: &summary, progress: enabled)
-        _ = try checkedMetadata(staging, keys: keys, dataStore: dataStore, digests: digests, summary: &summary)
+        let received = try receive(manifest, into: staging, dataStore: dataStore, keepData: false, summary: &summary, progress: enabled)
+        _ = try checkedMetadata(staging, keys: keys, dataStore: dataStore, received: received, summary: &summary)
         return summary
     }
 
@@ -166,7 +166,7 @@ public struct BundleReader {
     /// each file's content digest (integrity on) by file id, computed from
     /// the chunks as they came.
     private func receive(_ manifest: ManifestReader, into staging: StorePaths, dataStore: DataStore, keepData: Bool,
-                         summary: inout ImportSummary, progress enabled: Bool) throws -> [UInt64: [UInt8]] {
+                         summary: inout ImportSummary, progress enabled: Bool) throws -> ReceivedFiles {
         guard mkdir(staging.root, 0o700) == 0 else { throw BundleError.io("cannot create \(staging.root): \(String(cString: strerror(errno)))") }
         try DataStore.createLayout(at: staging.data)
         let progress = Progress(verb: "\(keepData ? "import" : "verify") \(summary.snapshot)", totalBytes: manifest.totals.bytes + manifest.totals.metadataBytes,
@@ -176,17 +176,18 @@ public struct BundleReader {
         guard metaFD >= 0 else { throw BundleError.io("cannot create \(staging.metadata)") }
         defer { close(metaFD) }
         var metadataEnd: UInt64 = 0
-        var digests: [UInt64: [UInt8]] = [:]
-        var current: (id: UInt64, fd: Int32, digester: ContentDigester?)?
+        var received = ReceivedFiles()
+        var current: (id: UInt64, fd: Int32, digester: ContentDigester?, end: UInt64)?
         func closeCurrent() throws {
             guard let c = current.take() else { return }
+            received.ends[c.id] = c.end
             if c.fd >= 0 {
                 defer { close(c.fd) }
                 guard fsync(c.fd) == 0 else { throw BundleError.io("fsync of imported data failed: \(String(cString: strerror(errno)))") }
                 // The chunks passed their SHA-256 against the manifest; the tags made of them are checked against the sealed rows after.
-                digests[c.id] = try dataStore.tagAsItStands(FileID(c.id))
+                received.digests[c.id] = try dataStore.tagAsItStands(FileID(c.id))
             } else if let digester = c.digester {
-                digests[c.id] = digester.finalize()
+                received.digests[c.id] = digester.finalize()
             }
         }
         defer { if let c = current, c.fd >= 0 { close(c.fd) } }
@@ -206,19 +207,24 @@ public struct BundleReader {
                     let path = dataStore.path(for: FileID(id))
                     let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
                     guard fd >= 0 else { throw BundleError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
-                    current = (id, fd, nil)
+                    current = (id, fd, nil, 0)
                 } else {
-                    current = (id, -1, dataStore.unitMAC.map { ContentDigester(fileID: FileID(id), mac: $0) })
+                    current = (id, -1, dataStore.unitMAC.map { ContentDigester(fileID: FileID(id), mac: $0) }, 0)
                 }
                 summary.files += 1
             case .chunk(let c):
                 guard let file = current else { throw BundleError.corrupt("a chunk outside a file") }
+                // Whole units, in order, never overlapping: what an export writes (import and deep verify alike).
+                let unit = UInt64(DataStore.blockSize)
+                guard c.offset % unit == 0, UInt64(c.length) % unit == 0, c.offset >= file.end else {
+                    throw BundleError.corrupt("chunk \(c.hex) of file \(FileID(file.id)) is not whole units after the previous one")
+                }
+                current!.end = c.offset + UInt64(c.length)
                 let bytes = try chunk(c)
                 if file.fd >= 0 {
                     try bytes.withUnsafeBytes { try writeFully(file.fd, $0, at: c.offset, path: dataStore.path(for: FileID(file.id))) }
                 } else if let digester = file.digester {
-                    guard c.offset % UInt64(DataStore.blockSize) == 0 else { throw BundleError.corrupt("chunk \(c.hex) does not start at a data unit") }
-                    try bytes.withUnsafeBytes { try digester.add(ciphertext: $0, first: c.offset / UInt64(DataStore.blockSize)) }
+                    try bytes.withUnsafeBytes { try digester.add(ciphertext: $0, first: c.offset / unit) }
                 }
                 summary.chunks += 1
                 summary.bytes += UInt64(c.length)
@@ -228,7 +234,14 @@ public struct BundleReader {
         }
         try closeCurrent()
         guard fsync(metaFD) == 0 else { throw BundleError.io("fsync \(staging.metadata): \(String(cString: strerror(errno)))") }
-        return digests
+        return received
+    }
+
+    /// What `receive` learnt of each file with chunks, by file id: its content
+    /// digest (integrity on) and where its last chunk ends.
+    struct ReceivedFiles {
+        var digests: [UInt64: [UInt8]] = [:]
+        var ends: [UInt64: UInt64] = [:]
     }
 
     /// Opens the received metadata image with the key and checks it: every
@@ -237,7 +250,7 @@ public struct BundleReader {
     /// regular file's data must give the content digest its sealed row holds.
     /// Leftovers of files that were open-but-unlinked at snapshot time are
     /// cleaned up, as a mount would.
-    private func checkedMetadata(_ staging: StorePaths, keys: FilesystemKeys, dataStore: DataStore, digests: [UInt64: [UInt8]],
+    private func checkedMetadata(_ staging: StorePaths, keys: FilesystemKeys, dataStore: DataStore, received: ReceivedFiles,
                                  summary: inout ImportSummary) throws -> MetadataStore {
         let metadata: MetadataStore
         do { metadata = try MetadataStore(path: staging.metadata, names: keys.names, integrity: keys.integrity, create: false) } catch MetaStoreError.rowsReplaced {
@@ -249,15 +262,28 @@ public struct BundleReader {
         }
         let report = try metadata.check(repair: false, data: dataStore)
         guard report.unrepairable.isEmpty else {
-            throw BundleError.mismatch("the bundle's metadata does not open with the unwrapped key or is damaged: \(report.unrepairable.prefix(3).joined(separator: "; "))")
+            // (A wrong key was refused by the key-check value before: this is damage or forgery.)
+            throw BundleError.corrupt("the bundle's metadata is damaged or forged: \(report.unrepairable.prefix(3).joined(separator: "; "))")
         }
         if let mac = dataStore.unitMAC {
             for ino in try metadata.regularFiles() {
                 let a = try metadata.attributes(ino)
+                let end = received.ends[ino.fileID.rawValue]
+                guard end == nil || (!a.isInline && end! <= (a.size + 4095) / 4096 * 4096) else {
+                    throw BundleError.corrupt("the bundle has data of file \(ino) past its sealed size (or for an inline file): forged chunks")
+                }
                 guard let expected = a.contentDigest else {
                     throw BundleError.corrupt("file \(ino) has no sealed content digest (a snapshot taken by an older kmsfs, or a forged image)")
                 }
-                let actual = digests[ino.fileID.rawValue] ?? ContentDigester(fileID: ino.fileID, mac: mac).finalize()
+                let actual: [UInt8]
+                if a.isInline {  // its unit is in the image, not in a chunk
+                    let digester = ContentDigester(fileID: ino.fileID, mac: mac)
+                    let unit = try metadata.inlineUnit(ino).unit
+                    if !unit.isEmpty { try unit.withUnsafeBytes { try digester.add(ciphertext: $0, first: 0) } }
+                    actual = digester.finalize()
+                } else {
+                    actual = received.digests[ino.fileID.rawValue] ?? ContentDigester(fileID: ino.fileID, mac: mac).finalize()
+                }
                 guard MessageAuthenticator.equal(actual, expected) else {
                     throw BundleError.corrupt("the data of file \(ino) is not what its snapshot held (its unit tags do not give the sealed content digest): forged or damaged chunks")
                 }

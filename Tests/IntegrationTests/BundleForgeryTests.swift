@@ -49,11 +49,12 @@ func asNobody(_ command: String) throws -> Harness.Result {
         return copy
     }
 
-    /// The file id (16 hex digits) of the file whose ciphertext is `size` bytes in `snapshot`'s manifest.
-    func fileID(ofSize size: Int, in snapshot: String) throws -> String {
+    /// The file id (16 hex digits) of the one file with data chunks in `snapshot`'s manifest (a small file is inline, in the image).
+    func fileWithChunks(in snapshot: String) throws -> String {
         let lines = try String(contentsOfFile: bundle + "/manifests/\(snapshot).jsonl", encoding: .utf8).split(separator: "\n")
-        let file = lines.map { Harness.json(String($0)) }.first { $0["size"] as? Int == size }
-        return try #require(file?["f"] as? String, "no file of \(size) bytes in \(snapshot)")
+        let files = lines.map { Harness.json(String($0)) }.compactMap { $0["f"] as? String }
+        try #require(files.count == 1, "files with chunks in \(snapshot): \(files)")
+        return files[0]
     }
 
     func expectRefused(_ forgery: String, _ message: String, snapshot: [String] = []) throws {
@@ -99,6 +100,9 @@ func asNobody(_ command: String) throws -> Harness.Result {
             CREATE TEMP TABLE s AS SELECT id, ino FROM entries WHERE parent = 1 ORDER BY id LIMIT 2;
             UPDATE entries SET ino = (SELECT ino FROM s WHERE s.id != entries.id) WHERE id IN (SELECT id FROM s);
             """), resealed)
+        // Rows withheld: a file's name and inode deleted (an import must not "repair" around them).
+        try expectRefused(try forged("withheld", "DELETE FROM entries WHERE ino = (SELECT max(ino) FROM inodes); DELETE FROM inodes WHERE ino = (SELECT max(ino) FROM inodes)"), resealed)
+        try expectRefused(try forged("unnamed", "DELETE FROM entries WHERE ino = (SELECT max(ino) FROM inodes)"), resealed)
         #expect(try box.kmsfs("snapshot", "import", bundle, "victim").status == 0, "the genuine bundle still imports")
     }
 
@@ -111,26 +115,30 @@ func asNobody(_ command: String) throws -> Harness.Result {
         try exportDemo()
         let deep = try box.kmsfs("snapshot", "verify", bundle, "--deep")
         #expect(deep.status == 0 && deep.stdout.contains("the data of all 2 files matches its sealed content digests"), "\(deep.stdout)\(deep.stderr)")
-        // A second snapshot after the note changed, exported beside the first.
+        // A second snapshot after the start of the copy of id changed (same size), exported beside the first.
         try box.mount()
-        try box.write("note", "HI\n")
+        #expect(try Harness.shell("head -c 100 /dev/urandom | dd of=\(box.mountpoint)/id conv=notrunc status=none").status == 0)
         try box.umount()
         #expect(try box.kmsfs("snapshot", "create", "demo", "s2").status == 0)
         #expect(try box.kmsfs("snapshot", "export", "demo", "s2", bundle, "--base", "s1").status == 0)
-        let note = try fileID(ofSize: 4096, in: "s2")  // one unit; /usr/bin/id has more
+        let id = try fileWithChunks(in: "s2")  // the note is inline: in the image
 
-        let flipped = try forgedData("flipped", "s2", "--flip-data", note)
+        let flipped = try forgedData("flipped", "s2", "--flip-data", id)
         try expectRefused(flipped, "not what its snapshot held", snapshot: ["--snapshot", "s2"])
-        let replayed = try forgedData("replayed", "s2", "--data-from", "s1", note)
+        let replayed = try forgedData("replayed", "s2", "--data-from", "s1", id)
         try expectRefused(replayed, "not what its snapshot held", snapshot: ["--snapshot", "s2"])
-        for forgery in [flipped, replayed] {
+        let extended = try forgedData("extended", "s2", "--extend", id)
+        try expectRefused(extended, "past its sealed size", snapshot: ["--snapshot", "s2"])
+        for forgery in [flipped, replayed, extended] {
             let r = try box.kmsfs("snapshot", "verify", forgery, "--snapshot", "s2", "--deep")
-            #expect(r.status == 65 && r.stderr.contains("not what its snapshot held"), "deep verify of \(forgery): \(r.status) \(r.stderr)")
+            #expect(r.status == 65 && (r.stderr.contains("not what its snapshot held") || r.stderr.contains("past its sealed size")),
+                    "deep verify of \(forgery): \(r.status) \(r.stderr)")
         }
         #expect(try box.kmsfs("snapshot", "import", bundle, "victim", "--snapshot", "s2").status == 0, "the genuine bundle still imports")
         try box.mount("victim")
         defer { try? box.umount() }
-        #expect(try box.read("note") == "HI\n")
+        #expect(try box.read("note") == "hi\n")
+        #expect(try Harness.run("/usr/bin/cmp", ["-s", "-i", "100", box.mountpoint + "/id", "/usr/bin/id"]).status == 0, "the copy of id past its new start")
     }
 
     @Test func aForgedSetuidRootFileGivesNoRoot() throws {

@@ -159,6 +159,23 @@ struct DataFileTests {
         }
     }
 
+    @Test("units a closed handle left unsettled and a later truncation cut off do not lengthen the tag file when they settle")
+    func cutUnitsDoNotSettle() throws {
+        let (store, first) = try makeFile(integrity: true)
+        let path = store.path(for: FileID(42))
+        let data = [UInt8](repeating: 7, count: 13 * 4096)
+        try data.withUnsafeBytes { try first.write(offset: 0, data: $0, fileSize: 0) }
+        _ = consume first  // closed: 13 unsettled units go to the store
+        let second = try store.open(FileID(42))
+        try second.truncate(from: UInt64(data.count), to: 5000)
+        try [UInt8](repeating: 8, count: 100).withUnsafeBytes { try second.write(offset: 0, data: $0, fileSize: 5000) }
+        _ = consume second
+        try store.settleClosedFiles()
+        let tags = try FileManager.default.attributesOfItem(atPath: path + ".tags")[.size] as? Int
+        #expect(tags == 2 * 32, "two units, two records")
+        _ = try store.contentDigest(FileID(42), size: 5000)
+    }
+
     @Test("holes stay holes, and ciphertext differs from plaintext")
     func sparse() throws {
         let (store, f) = try makeFile()

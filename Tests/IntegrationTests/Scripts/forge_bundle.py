@@ -7,12 +7,15 @@ keyless `snapshot verify` can check is consistent.
     forge_bundle.py BUNDLE_DIR SNAPSHOT SQL [SQL...]
     forge_bundle.py BUNDLE_DIR SNAPSHOT --flip-data FILE_ID
     forge_bundle.py BUNDLE_DIR SNAPSHOT --data-from OTHER_SNAPSHOT FILE_ID
+    forge_bundle.py BUNDLE_DIR SNAPSHOT --extend FILE_ID
 
 --flip-data flips one byte of the first data chunk of file FILE_ID (16 hex
 digits) and stores it as a new chunk; --data-from makes the file's chunks
 those OTHER_SNAPSHOT's manifest lists for it (an older export of the same
-file, whose units carry genuine tags). Either way the manifest's hash line
-is recomputed.
+file, whose units carry genuine tags); --extend appends an all-zero 4096-byte
+chunk past the file's end and raises its manifest size to match (zero units
+add nothing to a content digest). The manifest's totals and hash line are
+recomputed.
 """
 import hashlib
 import json
@@ -58,6 +61,21 @@ def forge_data(bundle, manifest, lines, args):
         os.makedirs(os.path.dirname(chunk_path(bundle, digest)), exist_ok=True)
         open(chunk_path(bundle, digest), "wb").write(bytes(piece))
         body[index] = dump({"c": [offset, length, digest]})
+    elif args[0] == "--extend":
+        index = file_chunks(lines, args[1])[-1]
+        offset, length, _ = json.loads(lines[index])["c"]
+        zeros = bytes(4096)
+        digest = hashlib.sha256(zeros).hexdigest()
+        os.makedirs(os.path.dirname(chunk_path(bundle, digest)), exist_ok=True)
+        open(chunk_path(bundle, digest), "wb").write(zeros)
+        body.insert(index + 1, dump({"c": [offset + length, 4096, digest]}))
+        for i, line in enumerate(body):
+            record = json.loads(line)
+            if record.get("f") == args[1]:
+                record["size"] = offset + length + 4096
+                body[i] = dump(record)
+        end["end"]["chunks"] += 1
+        end["end"]["bytes"] += 4096
     else:
         other = open(os.path.join(bundle, "manifests", args[1] + ".jsonl")).read().splitlines(True)
         old = [other[i] for i in file_chunks(other, args[2])]
