@@ -29,6 +29,11 @@ extension FileSystem {
                 let start = append ? old : offset
                 let end = start + UInt64(data.count)
                 guard end <= UInt64(Int64.max) else { throw Errno(EFBIG) }
+                if inode.data.writesInline(end: end) {  // unit, size and times in one transaction
+                    try inode.data.write(offset: start, data: data, fileSize: old, resultingSize: max(old, end))
+                    activity.countWrite(data.count)
+                    return data.count
+                }
                 // Size first: a crash between the two leaves zeros, never stale data.
                 let grows = end > old
                 try metadata.markTagsPending(ino)

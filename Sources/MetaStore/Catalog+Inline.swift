@@ -16,8 +16,9 @@ public enum InlineUnits {
 public protocol InlineUnitStore: Sendable {
     /// The unit of inline file `ino` (empty: a hole) and the content digest its sealed row holds.
     func inlineUnit(_ ino: InodeNumber) throws -> (unit: [UInt8], digest: [UInt8])
-    /// Makes `ino` inline with `unit` (empty: a hole) and its content digest, in one transaction.
-    func setInlineUnit(_ ino: InodeNumber, unit: [UInt8], digest: [UInt8]) throws
+    /// Makes `ino` inline with `unit` (empty: a hole) and its content digest, in one transaction;
+    /// with `size`, a write: the size becomes it and the times now, in the same transaction.
+    func setInlineUnit(_ ino: InodeNumber, unit: [UInt8], digest: [UInt8], size: UInt64?) throws
     /// Ends `ino`'s inline state once its unit is durable in its data file: the content digest becomes pending.
     func endInline(_ ino: InodeNumber) throws
 }
@@ -34,10 +35,14 @@ extension Catalog {
         return (unit, digest)
     }
 
-    func setInlineUnit(_ ino: InodeNumber, unit: [UInt8], digest: [UInt8]) throws {
+    func setInlineUnit(_ ino: InodeNumber, unit: [UInt8], digest: [UInt8], size: UInt64?) throws {
         try transaction {
             var a = try attributes(ino)
             guard a.isRegular, rows.keys != nil else { throw MetaStoreError.posix(EINVAL) }
+            if let size {
+                let now = Timestamp.now()
+                (a.size, a.mtime, a.ctime) = (size, now, now)
+            }
             try db.query("INSERT OR REPLACE INTO inline_units(ino, unit) VALUES(?,?)", [.int(Int64(bitPattern: ino.rawValue)), .blob(unit)])
             a.isInline = true
             a.contentDigest = digest
@@ -59,6 +64,8 @@ extension Catalog {
 
 extension MetadataStore: InlineUnitStore {
     public func inlineUnit(_ ino: InodeNumber) throws -> (unit: [UInt8], digest: [UInt8]) { try catalog { try $0.inlineUnit(ino) } }
-    public func setInlineUnit(_ ino: InodeNumber, unit: [UInt8], digest: [UInt8]) throws { try catalog { try $0.setInlineUnit(ino, unit: unit, digest: digest) } }
+    public func setInlineUnit(_ ino: InodeNumber, unit: [UInt8], digest: [UInt8], size: UInt64?) throws {
+        try catalog { try $0.setInlineUnit(ino, unit: unit, digest: digest, size: size) }
+    }
     public func endInline(_ ino: InodeNumber) throws { try catalog { try $0.endInline(ino) } }
 }

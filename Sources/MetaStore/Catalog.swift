@@ -92,7 +92,7 @@ final class Catalog: @unchecked Sendable {
         do {
             let result = try db.transaction {
                 let result = try body()
-                if rowRoot != committedRoot { try writeCountersTag(generation: generation, nextIno: writtenNextIno) }
+                if rowRoot != committedRoot { try writeRootSeal() }
                 return result
             }
             committedRoot = rowRoot
@@ -112,6 +112,13 @@ final class Catalog: @unchecked Sendable {
         try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)", [.int(Int64(bitPattern: stored))])
         writtenNextIno = stored
         try writeCountersTag(generation: generation, nextIno: stored)
+    }
+
+    /// The row root and the counters' tag over it: what a transaction that changed rows adds at its commit.
+    private func writeRootSeal() throws {
+        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('rows', ?)", [.blob(rowRoot.bytes)])
+        try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('counters', ?)",
+                     [.blob(rows.countersTag(generation: generation, nextIno: writtenNextIno, instance: instance, root: rowRoot))])
     }
 
     func writeCountersTag(generation: UInt64, nextIno stored: UInt64, instance: [UInt8]? = nil) throws {
@@ -274,9 +281,17 @@ final class Catalog: @unchecked Sendable {
         return try attributes(ino)
     }
 
+    /// A directory's times after a change of its entries; a changed link count
+    /// is written through, times alone are kept in memory like a write's
+    /// (written at the next flush, fsync, eviction or unmount).
     func touchDirectory(_ dir: inout InodeAttributes, nlinkDelta: Int32 = 0, now: Timestamp) throws {
         dir.mtime = now
         dir.ctime = now
+        guard nlinkDelta != 0 else {
+            cache[dir.ino.rawValue] = dir
+            dirty.insert(dir.ino.rawValue)
+            return
+        }
         try dir.adjustLinks(by: Int64(nlinkDelta))
         try store(dir)
     }

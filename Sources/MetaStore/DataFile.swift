@@ -108,13 +108,16 @@ public final class DataFile: @unchecked Sendable {
     }
 
     /// Writes plaintext at `offset`, read-modify-writing partial units at either end.
-    public func write(offset: UInt64, data: UnsafeRawBufferPointer, fileSize: UInt64) throws {
+    /// With `resultingSize` (only where `writesInline`): the write also records
+    /// the file's new size and times, in the inline unit's transaction.
+    public func write(offset: UInt64, data: UnsafeRawBufferPointer, fileSize: UInt64, resultingSize: UInt64? = nil) throws {
         guard data.count > 0 else { return }
         let end = offset + UInt64(data.count)
         if inlineStore != nil && overlay == nil && (isInline || currentBackingSize() == 0) {
-            if end <= UInt64(InlineUnits.maxSize) { return try writeInline(offset: offset, data: data) }
+            if end <= UInt64(InlineUnits.maxSize) { return try writeInline(offset: offset, data: data, resultingSize: resultingSize) }
             try leaveInline()
         }
+        precondition(resultingSize == nil, "resultingSize is for writes that stay inline")
         try ensureFile()
         let first = offset / UInt64(Self.unit)
         let last = (end - 1) / UInt64(Self.unit)
@@ -364,7 +367,12 @@ public final class DataFile: @unchecked Sendable {
 
     /// Encrypts `plaintext` as the first unit and stores it inline with its
     /// content digest (one transaction); an all-zero plaintext is stored as a hole.
-    private func storeInline(_ plaintext: [UInt8]) throws {
+    /// Whether a write ending at `end` keeps (or makes) the file inline.
+    public func writesInline(end: UInt64) -> Bool {
+        inlineStore != nil && overlay == nil && (isInline || currentBackingSize() == 0) && end <= UInt64(InlineUnits.maxSize)
+    }
+
+    private func storeInline(_ plaintext: [UInt8], resultingSize: UInt64? = nil) throws {
         guard let inlineStore, let tagger else { throw MetaStoreError.posix(EINVAL) }
         let digester = ContentDigester(tagger)
         var unit: [UInt8] = []
@@ -373,14 +381,14 @@ public final class DataFile: @unchecked Sendable {
             try unit.withUnsafeMutableBytes { try cipher.encrypt(UnsafeRawBufferPointer($0), into: $0, fileID: id, firstBlock: BlockIndex(0)) }
             try unit.withUnsafeBytes { try digester.add(ciphertext: $0, first: 0) }
         }
-        try inlineStore.setInlineUnit(ino, unit: unit, digest: digester.finalize())
+        try inlineStore.setInlineUnit(ino, unit: unit, digest: digester.finalize(), size: resultingSize)
         isInline = true
     }
 
-    private func writeInline(offset: UInt64, data: UnsafeRawBufferPointer) throws {
+    private func writeInline(offset: UInt64, data: UnsafeRawBufferPointer, resultingSize: UInt64?) throws {
         var plaintext = try inlinePlaintext()
         plaintext.withUnsafeMutableBytes { (UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<Int(offset) + data.count])).copyMemory(from: data) }
-        try storeInline(plaintext)
+        try storeInline(plaintext, resultingSize: resultingSize)
     }
 
     private func zeroInline(from start: Int, to end: Int) throws {

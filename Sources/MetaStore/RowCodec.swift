@@ -17,10 +17,26 @@ struct RowCodec: Sendable {
     /// Size of a sealed inode's plaintext (layout 1).
     static let sealedPlaintextCount = 104
 
-    /// The inode columns in SELECT and INSERT order, with `prefix` (e.g. "i.").
+    /// The inode columns in SELECT and INSERT order, unprefixed and with "i."
+    /// (built once: every inode read and write names them).
+    private let columns: (plain: String, joined: String)
+
+    init(keys: IntegrityKeys?) {
+        self.keys = keys
+        func list(_ prefix: String) -> String {
+            let plain = MetadataSchema.inodeColumns.split(separator: ",").map { prefix + $0.filter { $0 != " " } }
+            return (plain + (keys == nil ? [] : [prefix + "sealed", prefix + "tags_pending"])).joined(separator: ", ")
+        }
+        columns = (list(""), list("i."))
+    }
+
+    /// The inode columns in SELECT and INSERT order; `prefix` "i." for a join.
     func inodeColumns(_ prefix: String = "") -> String {
-        let plain = MetadataSchema.inodeColumns.split(separator: ",").map { prefix + $0.filter { $0 != " " } }
-        return (plain + (keys == nil ? [] : [prefix + "sealed", prefix + "tags_pending"])).joined(separator: ", ")
+        switch prefix {
+        case "": return columns.plain
+        case "i.": return columns.joined
+        default: preconditionFailure("inode columns are prefixed with i. only")
+        }
     }
 
     var inodePlaceholders: String { keys == nil ? "?,?,?,?,?,?,?,?,?,?,?" : "?,?,?,?,?,?,?,?,?,?,?,?,?" }
