@@ -34,7 +34,7 @@ let package = Package(
         // L2
         .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "CLinux", "Locking"], swiftSettings: swiftSettings),
         // L3
-        .target(name: "FuseFrontend", dependencies: ["MetaStore", "BlockCipher", "CFuse", "Locking"], swiftSettings: swiftSettings),
+        .target(name: "FuseFrontend", dependencies: ["MetaStore", "BlockCipher", "CFuse", "CLinux", "Locking"], swiftSettings: swiftSettings),
         .target(name: "SnapExport", dependencies: ["MetaStore", "KeyVault", "BlockCipher", "HTTPTransport", "CLinux"], swiftSettings: swiftSettings),
         // L4
         .executableTarget(

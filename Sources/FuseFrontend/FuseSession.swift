@@ -1,4 +1,5 @@
 internal import CFuse
+internal import CLinux
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -81,6 +82,7 @@ public final class FuseSession {
     /// Serves requests until unmounted or signalled (SIGINT, SIGTERM, SIGHUP).
     /// Returns 0 on a clean exit.
     public func run(maxThreads: UInt32 = 16) -> Int32 {
+        clinux_keep_io_buffers()  // no fresh zeroed pages per request
         let config = fuse_loop_cfg_create()
         defer { fuse_loop_cfg_destroy(config) }
         fuse_loop_cfg_set_max_threads(config, maxThreads)

@@ -48,7 +48,8 @@ public struct SnapshotManager: Sendable {
         var held: [FileLock] = []
         for s in [target] + (older.map { [$0] } ?? []) where access(paths.directory(s), F_OK) == 0 {
             // (A delete that crashed after removing the directory has nothing left to lock.)
-            held.append(try FileLock.exclusive(s, paths: paths))
+            guard let lock = try FileLock(path: paths.lock(s), exclusive: true) else { throw SnapshotError.mounted(s.name) }
+            held.append(lock)
         }
         defer { withExtendedLifetime(held) {} }
         if !target.deleting {
@@ -199,18 +200,6 @@ public final class FileLock: Sendable {
     public static func shared(_ info: SnapshotInfo, paths: SnapshotPaths) throws -> FileLock {
         guard let lock = try FileLock(path: paths.lock(info), exclusive: false) else { throw SnapshotError.mounted(info.name) }
         return lock
-    }
-
-    /// `info`'s lock, exclusive. A view or export of an older snapshot holds
-    /// it shared for one read at a time, so it is tried for up to 2 s; a
-    /// mounted view of `info` (or an export of it) holds it all along:
-    /// `SnapshotError.mounted` then.
-    static func exclusive(_ info: SnapshotInfo, paths: SnapshotPaths) throws -> FileLock {
-        for _ in 0..<100 {
-            if let lock = try FileLock(path: paths.lock(info), exclusive: true) { return lock }
-            usleep(20_000)
-        }
-        throw SnapshotError.mounted(info.name)
     }
 
     deinit { close(fd) }

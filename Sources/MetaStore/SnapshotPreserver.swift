@@ -112,95 +112,24 @@ public final class SnapshotOverlay: Sendable {
     /// of file `id` into `buffer` (holes as zero units). `liveFD` is the live
     /// ciphertext file, -1 when it does not exist.
     public func read(_ id: UInt64, liveFD: Int32, first: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        try withChainLocked { try read(id, liveFD: liveFD, first: first, into: buffer, chain: $0) }
-    }
-
-    /// Runs `body` with the chain, the newer snapshots' locks held shared: a
-    /// delete merges a snapshot's delta into the next older one under their
-    /// exclusive locks, and a reader walking the chain meanwhile could miss a
-    /// unit in both and read the live one. A snapshot deleted meanwhile has
-    /// nothing left to lock; the chain is read again once the locks are held.
-    private func withChainLocked<R>(_ body: ([SnapshotInfo]) throws -> R) throws -> R {
-        while true {
-            let chain = try currentChain()
-            var held: [Int32] = []
-            defer { for fd in held { close(fd) } }  // (closing releases the flock)
-            for s in chain where s.id != snapshot.id {
-                let fd = Glibc.open(paths.lock(s), O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else {
-                    if errno == ENOENT { continue }
-                    throw MetaStoreError.io(operation: "open", path: paths.lock(s), errno: errno)
-                }
-                held.append(fd)
-                while flock(fd, LOCK_SH) != 0 {
-                    guard errno == EINTR else { throw MetaStoreError.io(operation: "flock", path: paths.lock(s), errno: errno) }
-                }
-            }
-            if try currentChain() == chain { return try body(chain) }
-        }
-    }
-
-    private func read(_ id: UInt64, liveFD: Int32, first: UInt64, into buffer: UnsafeMutableRawBufferPointer, chain: [SnapshotInfo]) throws {
         let unit = DataStore.blockSize
         if liveFD >= 0 {
             try readFully(liveFD, into: buffer, at: first * UInt64(unit), path: "live file \(id)")
         } else {
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
         }
-        let count = buffer.count / unit
-        var resolved = [Bool](repeating: false, count: count)
-        var open = count
-        // Allocated only when some snapshot in the chain holds a record of this file.
-        var scratchStorage: UnsafeMutableRawBufferPointer?
-        defer { scratchStorage?.deallocate() }
-        func scratchBuffer() -> UnsafeMutableRawBufferPointer {
-            if let s = scratchStorage { return s }
-            let s = UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: unit)
-            scratchStorage = s
-            return s
+        // Newest first, then resolved oldest first: a delete of a snapshot only
+        // ever moves units into the next older one, so a unit in flight is
+        // found in one of the two whatever the moment it moves (reading the
+        // older first could miss it in both).
+        var layers: [SnapshotLayer] = []
+        defer { for layer in layers { layer.deallocate() } }
+        for s in try currentChain().reversed() {
+            if let layer = try SnapshotLayer(paths: paths, snapshot: s, id: id, first: first, byteCount: buffer.count) { layers.append(layer) }
         }
-        func take(_ i: Int, zero: Bool, from scratch: UnsafeMutableRawBufferPointer) {
+        for i in 0..<buffer.count / unit {
             let target = UnsafeMutableRawBufferPointer(rebasing: buffer[i * unit..<(i + 1) * unit])
-            if zero {
-                target.initializeMemory(as: UInt8.self, repeating: 0)
-            } else {
-                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[i * unit..<(i + 1) * unit]))
-            }
-            resolved[i] = true
-            open -= 1
-        }
-        for s in chain where open > 0 {
-            let deltaPath = paths.delta(s, id)
-            let dfd = Glibc.open(deltaPath, O_RDONLY | O_CLOEXEC)
-            if dfd >= 0 {
-                defer { close(dfd) }
-                let scratch = scratchBuffer()
-                let header = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<unit])
-                try readFully(dfd, into: header, at: 0, path: deltaPath)
-                let base = try DeltaFormat.baseUnits(of: UnsafeRawBufferPointer(header), fileID: id, path: deltaPath)
-                try readFully(dfd, into: scratch, at: DeltaFormat.offset(of: first), path: deltaPath)
-                for i in 0..<count where !resolved[i] {
-                    let bytes = UnsafeRawBufferPointer(rebasing: scratch[i * unit..<(i + 1) * unit])
-                    if !DataFile.isZero(bytes) {
-                        take(i, zero: DeltaFormat.isMarker(bytes), from: scratch)
-                    } else if first + UInt64(i) >= base {
-                        take(i, zero: true, from: scratch)
-                    }
-                }
-            } else if errno != ENOENT {
-                throw MetaStoreError.io(operation: "open", path: deltaPath, errno: errno)
-            }
-            guard open > 0 else { break }
-            let wholePath = paths.whole(s, id)
-            let wfd = Glibc.open(wholePath, O_RDONLY | O_CLOEXEC)
-            if wfd >= 0 {
-                defer { close(wfd) }
-                let scratch = scratchBuffer()
-                try readFully(wfd, into: scratch, at: first * UInt64(unit), path: wholePath)
-                for i in 0..<count where !resolved[i] { take(i, zero: false, from: scratch) }
-            } else if errno != ENOENT {
-                throw MetaStoreError.io(operation: "open", path: wholePath, errno: errno)
-            }
+            for layer in layers.reversed() { if layer.resolve(i, into: target) { break } }
         }
     }
 
@@ -210,5 +139,80 @@ public final class SnapshotOverlay: Sendable {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
         return fd
+    }
+}
+
+/// What one snapshot holds of a range of a file's units: its delta's units
+/// and base, and its whole copy's units (SnapshotOverlay.read).
+private struct SnapshotLayer {
+    let first: UInt64
+    let base: UInt64
+    let delta: UnsafeMutableRawBufferPointer?
+    let whole: UnsafeMutableRawBufferPointer?
+
+    /// nil when the snapshot holds nothing of the file.
+    init?(paths: SnapshotPaths, snapshot s: SnapshotInfo, id: UInt64, first: UInt64, byteCount: Int) throws {
+        let unit = DataStore.blockSize
+        self.first = first
+        func read(_ path: String, _ body: (Int32) throws -> Void) throws -> Bool {
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                if errno == ENOENT { return false }
+                throw MetaStoreError.io(operation: "open", path: path, errno: errno)
+            }
+            defer { close(fd) }
+            try body(fd)
+            return true
+        }
+        var base = UInt64.max
+        var delta: UnsafeMutableRawBufferPointer?
+        var whole: UnsafeMutableRawBufferPointer?
+        do {
+            let deltaPath = paths.delta(s, id)
+            _ = try read(deltaPath) { fd in
+                let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, unit), alignment: unit)
+                delta = bytes
+                try readFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: bytes[0..<unit]), at: 0, path: deltaPath)
+                base = try DeltaFormat.baseUnits(of: UnsafeRawBufferPointer(rebasing: bytes[0..<unit]), fileID: id, path: deltaPath)
+                try readFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: bytes[0..<byteCount]), at: DeltaFormat.offset(of: first), path: deltaPath)
+            }
+            let wholePath = paths.whole(s, id)
+            _ = try read(wholePath) { fd in
+                let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount, alignment: unit)
+                whole = bytes
+                try readFully(fd, into: bytes, at: first * UInt64(unit), path: wholePath)
+            }
+        } catch {
+            delta?.deallocate()
+            whole?.deallocate()
+            throw error
+        }
+        guard delta != nil || whole != nil else { return nil }
+        (self.base, self.delta, self.whole) = (base, delta, whole)
+    }
+
+    func deallocate() {
+        delta?.deallocate()
+        whole?.deallocate()
+    }
+
+    /// Unit `i` of the range as this snapshot holds it, into `target`; false
+    /// when the snapshot does not hold it (unchanged since: look newer).
+    func resolve(_ i: Int, into target: UnsafeMutableRawBufferPointer) -> Bool {
+        let unit = DataStore.blockSize
+        if let delta {
+            let bytes = UnsafeRawBufferPointer(rebasing: delta[i * unit..<(i + 1) * unit])
+            if !DataFile.isZero(bytes) {
+                if DeltaFormat.isMarker(bytes) { target.initializeMemory(as: UInt8.self, repeating: 0) } else { target.copyMemory(from: bytes) }
+                return true
+            }
+            if first + UInt64(i) >= base {
+                target.initializeMemory(as: UInt8.self, repeating: 0)
+                return true
+            }
+        }
+        guard let whole else { return false }
+        target.copyMemory(from: UnsafeRawBufferPointer(rebasing: whole[i * unit..<(i + 1) * unit]))
+        return true
     }
 }

@@ -118,6 +118,39 @@ import Glibc
         }
     }
 
+    @Test("a view of an older snapshot reads exactly while newer snapshots are taken and deleted (a delete merges deltas under it)")
+    func viewDuringDeletes() throws {
+        guard Harness.fuseAvailable() else { return }
+        let t = try Snapshotted()  // s1, then units 2 and 3 of a rewritten
+        let s = t.s
+        #expect(try s.box.kmsfs("snapshot", "create", "demo", "s2").status == 0)
+        try s.box.mountSnapshot("s1", at: t.view)
+        defer { try? s.box.umount(t.view) }
+        try s.box.mount()
+        defer { try? s.box.umount() }
+        let expected = t.view + "/../expected"
+        try Data(s.a).write(to: URL(fileURLWithPath: expected))
+        let stop = s.box.root + "/stop"
+        // Reopens (each open tags the whole file through the chain s1, s2, s3) and compares, until told to stop.
+        let reader = try Harness.launch("/bin/sh", ["-c", """
+            n=0; bad=0; while [ ! -e \(stop) ]; do n=$((n+1)); cmp -s \(t.view)/a \(expected) || bad=$((bad+1)); done; echo "$n $bad"
+            """], output: s.box.root + "/reader.out")
+        for cycle in 0..<10 {
+            let c = try s.box.kmsfs("snapshot", "create", "demo", "s3")
+            #expect(c.status == 0, "cycle \(cycle): \(c.stderr)")
+            let fd = open(s.box.mountpoint + "/a", O_WRONLY)
+            let unit = [UInt8](repeating: UInt8(cycle + 1), count: 4096)
+            #expect(pwrite(fd, unit, 4096, off_t((cycle % 8) * 4096)) == 4096 && fsync(fd) == 0)
+            close(fd)
+            let d = try s.box.kmsfs("snapshot", "delete", "demo", "s3")
+            #expect(d.status == 0, "cycle \(cycle): \(d.stderr)")
+        }
+        FileManager.default.createFile(atPath: stop, contents: nil)
+        reader.waitUntilExit()
+        let counts = try String(contentsOfFile: s.box.root + "/reader.out", encoding: .utf8).split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(counts.count == 2 && counts[0] > 10 && counts[1] == 0, "reads and mismatches in the view: \(counts)")
+    }
+
     @Test("snapshot create of a store a crash left unsealed is refused with a hint; after a mount and unmount it works")
     func snapshotOfACrashedStore() throws {
         guard Harness.fuseAvailable() else { return }
