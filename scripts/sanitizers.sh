@@ -3,9 +3,11 @@
 # integration tests run the instrumented kmsfs binary, so the mount daemon's
 # data path (FuseFrontend, MetaStore, BlockCipher, its 16 FUSE threads) is
 # checked too. The KMS-server suites are left to scripts/test.sh: their code
-# runs in CLI flows, not on the multi-threaded data path. Under TSan a loaded
-# daemon can stop at TSan's report on libfuse's cancelled worker threads before
-# its unmount flush; the two tests that need that flush skip there, with a line.
+# runs in CLI flows, not on the multi-threaded data path. Under TSan a daemon
+# can stop at TSan's report on libfuse's cancelled worker threads ("finished
+# with ignores enabled") before its last flush; `kmsfs umount` has the daemon
+# flush before it unmounts, and the two tests that need the last flush itself
+# skip there, with a line.
 #   scripts/sanitizers.sh [address] [thread]     (default: both; run as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -42,7 +42,11 @@ public final class FileSystem: Sendable {
 
     /// Flushes pending metadata, settles the tags of closed files and records
     /// the content digest of every file written since; called at unmount.
-    public func shutdown() {
+    public func shutdown() { flushForUnmount() }
+
+    /// The unmount's flush; also run on `kmsfs umount`'s request while the
+    /// mount still runs (with writers paused), so the last one has little left.
+    public func flushForUnmount() {
         if !readOnly {
             do { try settleEverything() } catch { FuseLog.error("settling unit tags at unmount: \(error)") }
             do { try recordContentDigests(strict: false) } catch { FuseLog.error("recording content digests at unmount: \(error)") }

@@ -4,6 +4,7 @@ import Foundation
 import FuseFrontend
 import KeyVault
 import MetaStore
+internal import CLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -230,6 +231,7 @@ struct UmountCommand: ParsableCommand {
             } else {
                 throw UserFacingError("\(target) is neither a kmsfs mount point nor a mounted filesystem of \(home.path)", exitCode: ExitCodes.usage)
             }
+            if let lock, lock.hasSuffix("/lock"), !lock.contains("/snapshots/") { Self.sealBeforeUnmount(mountpoint: mountpoint, storeRoot: String(lock.dropLast("/lock".count))) }
             let status = Daemon.runQuietly("/bin/fusermount3", ["-u"] + (lazy ? ["-z"] : []) + [mountpoint])
             guard status == 0 else {
                 throw UserFacingError("unmounting \(mountpoint) failed (is it busy? see 'fuser -m \(mountpoint)')", hint: "kmsfs umount --lazy \(mountpoint)", exitCode: ExitCodes.mountFailed)
@@ -247,6 +249,21 @@ struct UmountCommand: ParsableCommand {
                 ticks += 1
             }
         }
+    }
+
+    /// While the mount still runs: the kernel's dirty pages go to the daemon
+    /// (syncfs), which then settles every unit tag, records the content
+    /// digests and makes the metadata durable, as its last flush would. A
+    /// daemon that dies while libfuse tears down its threads then loses
+    /// nothing, and the last flush has little left to do. Best effort: the
+    /// unmount goes on whatever the answer (the last flush still runs).
+    static func sealBeforeUnmount(mountpoint: String, storeRoot: String) {
+        let fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = syncfs(fd)
+            close(fd)
+        }
+        _ = try? ControlChannel.request(storeRoot: storeRoot, SnapshotRequests.sealVerb, "", timeout: 600)
     }
 
     /// How long umount waits for the daemon's last flush before reporting it.

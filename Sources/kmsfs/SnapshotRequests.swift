@@ -12,6 +12,8 @@ import Glibc
 enum SnapshotRequests {
     static let createVerb = "snapshot-create"
     static let deleteVerb = "snapshot-delete"
+    /// `kmsfs umount`'s request before it unmounts (see `UmountCommand.sealBeforeUnmount`).
+    static let sealVerb = "seal"
 
     /// Called by the mount daemon: answers requests on the control channel
     /// (snapshot create and delete, `scrub`, and `status`, answered by `status`).
@@ -39,6 +41,9 @@ enum SnapshotRequests {
                     return .success("\(id)")
                 case deleteVerb:
                     try paused { try manager.delete(name: argument) }
+                    return .success("")
+                case sealVerb:
+                    try fileSystem.paused { fileSystem.flushForUnmount() }
                     return .success("")
                 case MountStatus.verb:
                     return .success(status())
