@@ -162,9 +162,9 @@ public struct BundleReader {
     }
 
     /// Fetches and checks every chunk; writes the metadata image to `staging`
-    /// and, with `keepData`, each file's ciphertext and unit tags. Returns
-    /// each file's content digest (integrity on) by file id, computed from
-    /// the chunks as they came.
+    /// and, with `keepData`, each file's ciphertext and unit tags. Returns,
+    /// by file id, each file's content digest (integrity on), computed from
+    /// the chunks as they came, and where its last chunk ends.
     private func receive(_ manifest: ManifestReader, into staging: StorePaths, dataStore: DataStore, keepData: Bool,
                          summary: inout ImportSummary, progress enabled: Bool) throws -> ReceivedFiles {
         guard mkdir(staging.root, 0o700) == 0 else { throw BundleError.io("cannot create \(staging.root): \(String(cString: strerror(errno)))") }
