@@ -145,7 +145,7 @@ import Glibc
             let d = try s.box.kmsfs("snapshot", "delete", "demo", "s3")
             #expect(d.status == 0, "cycle \(cycle): \(d.stderr)")
         }
-        FileManager.default.createFile(atPath: stop, contents: nil)
+        _ = FileManager.default.createFile(atPath: stop, contents: nil)
         reader.waitUntilExit()
         let counts = try String(contentsOfFile: s.box.root + "/reader.out", encoding: .utf8).split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         #expect(counts.count == 2 && counts[0] > 10 && counts[1] == 0, "reads and mismatches in the view: \(counts)")
