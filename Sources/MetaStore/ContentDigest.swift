@@ -28,6 +28,18 @@ public final class ContentDigester {
         self.init(UnitTagger(fileID: fileID, mac: mac))
     }
 
+    /// The content digest of an inline file whose only unit is `unit` (empty: a hole).
+    static func inline(_ unit: [UInt8], tagger: UnitTagger) throws -> [UInt8] {
+        let digester = ContentDigester(tagger)
+        if !unit.isEmpty { try unit.withUnsafeBytes { try digester.add(ciphertext: $0, first: 0) } }
+        return digester.finalize()
+    }
+
+    /// The same for file `fileID`, tagged with `mac`.
+    public static func inline(_ unit: [UInt8], fileID: FileID, mac: MessageAuthenticator) throws -> [UInt8] {
+        try inline(unit, tagger: UnitTagger(fileID: fileID, mac: mac))
+    }
+
     /// Adds a data unit's tag; units must come in ascending order.
     func add(unit: UInt64, tag: UnitTag) throws {
         guard unit >= next else { throw MetaStoreError.tampered(what: "units of file \(tagger.fileID) out of order (unit \(unit) after \(next - 1))") }

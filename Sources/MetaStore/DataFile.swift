@@ -350,9 +350,7 @@ public final class DataFile: @unchecked Sendable {
     private func inlineCiphertext() throws -> [UInt8] {
         guard let inlineStore, let tagger else { throw MetaStoreError.posix(EINVAL) }
         let (unit, digest) = try inlineStore.inlineUnit(ino)
-        let digester = ContentDigester(tagger)
-        if !unit.isEmpty { try unit.withUnsafeBytes { try digester.add(ciphertext: $0, first: 0) } }
-        guard MessageAuthenticator.equal(digester.finalize(), digest) else {
+        guard MessageAuthenticator.equal(try ContentDigester.inline(unit, tagger: tagger), digest) else {
             throw MetaStoreError.tampered(what: "the inline data of file \(id) is not what its inode sealed")
         }
         return unit
@@ -365,23 +363,21 @@ public final class DataFile: @unchecked Sendable {
         return unit
     }
 
-    /// Encrypts `plaintext` as the first unit and stores it inline with its
-    /// content digest (one transaction); an all-zero plaintext is stored as a hole.
     /// Whether a write ending at `end` keeps (or makes) the file inline.
     public func writesInline(end: UInt64) -> Bool {
         inlineStore != nil && overlay == nil && (isInline || currentBackingSize() == 0) && end <= UInt64(InlineUnits.maxSize)
     }
 
+    /// Encrypts `plaintext` as the first unit and stores it inline with its
+    /// content digest (one transaction); an all-zero plaintext is stored as a hole.
     private func storeInline(_ plaintext: [UInt8], resultingSize: UInt64? = nil) throws {
         guard let inlineStore, let tagger else { throw MetaStoreError.posix(EINVAL) }
-        let digester = ContentDigester(tagger)
         var unit: [UInt8] = []
         if plaintext.contains(where: { $0 != 0 }) {
             unit = plaintext
             try unit.withUnsafeMutableBytes { try cipher.encrypt(UnsafeRawBufferPointer($0), into: $0, fileID: id, firstBlock: BlockIndex(0)) }
-            try unit.withUnsafeBytes { try digester.add(ciphertext: $0, first: 0) }
         }
-        try inlineStore.setInlineUnit(ino, unit: unit, digest: digester.finalize(), size: resultingSize)
+        try inlineStore.setInlineUnit(ino, unit: unit, digest: try ContentDigester.inline(unit, tagger: tagger), size: resultingSize)
         isInline = true
     }
 

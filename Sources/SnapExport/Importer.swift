@@ -277,10 +277,7 @@ public struct BundleReader {
                 }
                 let actual: [UInt8]
                 if a.isInline {  // its unit is in the image, not in a chunk
-                    let digester = ContentDigester(fileID: ino.fileID, mac: mac)
-                    let unit = try metadata.inlineUnit(ino).unit
-                    if !unit.isEmpty { try unit.withUnsafeBytes { try digester.add(ciphertext: $0, first: 0) } }
-                    actual = digester.finalize()
+                    actual = try ContentDigester.inline(try metadata.inlineUnit(ino).unit, fileID: ino.fileID, mac: mac)
                 } else {
                     actual = received.digests[ino.fileID.rawValue] ?? ContentDigester(fileID: ino.fileID, mac: mac).finalize()
                 }

@@ -76,9 +76,10 @@ import Glibc
             case errno(Int32)
         }
 
-        /// Reads `[offset, offset+count)` of a mounted file: the bytes, or the errno.
-        func read(_ name: String, offset: Int = 0, count: Int) -> Outcome {
-            let fd = open(box.mountpoint + "/" + name, O_RDONLY)
+        /// Reads `[offset, offset+count)` of a mounted file (under `directory`,
+        /// by default the mount point): the bytes, or the errno.
+        func read(_ name: String, offset: Int = 0, count: Int, in directory: String? = nil) -> Outcome {
+            let fd = open((directory ?? box.mountpoint) + "/" + name, O_RDONLY)
             guard fd >= 0 else { return .errno(errno) }
             defer { close(fd) }
             var out = [UInt8](repeating: 0, count: count)

@@ -31,14 +31,7 @@ import Glibc
         var delta: String { s.box.store + "/snapshots/00000001/delta/" + String(format: "%016llx", s.inoA) }
 
         /// Reads `[offset, offset+count)` of `name` in the mounted view: the bytes, or the errno.
-        func read(_ name: String, offset: Int = 0, count: Int) -> Store.Outcome {
-            let fd = open(view + "/" + name, O_RDONLY)
-            guard fd >= 0 else { return .errno(errno) }
-            defer { close(fd) }
-            var out = [UInt8](repeating: 0, count: count)
-            let n = pread(fd, &out, count, off_t(offset))
-            return n < 0 ? .errno(errno) : .bytes(Array(out[0..<n]))
-        }
+        func read(_ name: String, offset: Int = 0, count: Int) -> Store.Outcome { s.read(name, offset: offset, count: count, in: view) }
 
         /// Mounts the view, runs `body`, unmounts it.
         func withView(_ body: () throws -> Void) throws {
