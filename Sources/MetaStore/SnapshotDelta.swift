@@ -80,12 +80,19 @@ final class DeltaWriter {
     }
 
     /// Creates a delta file whose base is `baseUnits`, durably (file and directory entry).
+    /// The header is written to a temporary name first and the file linked
+    /// into place with it (failing if one exists, as O_EXCL would): a view
+    /// reading meanwhile sees no delta or a whole header, never an empty one.
     static func create(path: String, fileID: UInt64, baseUnits: UInt64) throws -> DeltaWriter {
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw MetaStoreError.io(operation: "create", path: path, errno: errno) }
+        let temporary = path + ".new"
+        unlink(temporary)  // left by a create that crashed
+        let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw MetaStoreError.io(operation: "create", path: temporary, errno: errno) }
         let writer = DeltaWriter(path: path, fileID: fileID, fd: fd, baseUnits: baseUnits)
-        try DeltaFormat.header(fileID: fileID, baseUnits: baseUnits).withUnsafeBytes { try writeFully(fd, $0, at: 0, path: path) }
-        guard fdatasync(fd) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
+        defer { unlink(temporary) }
+        try DeltaFormat.header(fileID: fileID, baseUnits: baseUnits).withUnsafeBytes { try writeFully(fd, $0, at: 0, path: temporary) }
+        guard fdatasync(fd) == 0 else { throw MetaStoreError.io(operation: "fsync", path: temporary, errno: errno) }
+        guard link(temporary, path) == 0 else { throw MetaStoreError.io(operation: "link", path: path, errno: errno) }
         try syncDirectory(containing: path)
         return writer
     }
