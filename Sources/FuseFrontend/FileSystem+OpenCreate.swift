@@ -27,7 +27,7 @@ extension FileSystem {
     /// create(2): a new regular file, opened.
     public func create(parent: InodeNumber, name: [UInt8], mode: UInt32, caller: Caller) throws -> InodeAttributes {
         let a = try makeNode(parent: parent, name: name, mode: UInt32(S_IFREG) | (mode & 0o7777), rdev: 0, caller: caller)
-        _ = try run("create \(a.ino)") { try openData(a.ino) }
+        _ = try run("create \(a.ino)") { try openData(a.ino, fresh: true) }
         activity.countOpen(1)
         return a
     }
@@ -68,18 +68,19 @@ extension FileSystem {
     /// the content digest its inode's sealed row holds (integrity on), outside
     /// the table's lock: hashing a large tag file, or reading a snapshot
     /// view's file whole, must not stall other files.
-    /// An inline file's unit is checked as it is read instead.
-    func openData(_ ino: InodeNumber) throws -> OpenInode {
+    /// An inline file's unit is checked as it is read instead. `fresh`: just
+    /// created, so there is nothing to check and no file to open.
+    func openData(_ ino: InodeNumber, fresh: Bool = false) throws -> OpenInode {
         func verify() throws -> (VerifiedContent?, isInline: Bool) {
             let a = try metadata.attributes(ino)
             return (a.isInline ? nil : try dataStore.verifyContent(ino.fileID, size: a.size, digest: a.contentDigest), a.isInline)
         }
-        let checked = table.handle(ino) == nil ? try verify() : nil
+        let checked = fresh ? (nil, false) : table.handle(ino) == nil ? try verify() : nil
         // (Checked again under the lock only when the last handle closed in between.)
         let integrity = metadata.hasIntegrity
         return try table.open(ino) {
             let (verified, isInline) = try checked ?? verify()
-            return try dataStore.open(ino.fileID, verified: verified, inline: integrity ? (metadata, isInline) : nil)
+            return try dataStore.open(ino.fileID, verified: verified, inline: integrity ? (metadata, isInline) : nil, fresh: fresh)
         }
     }
 
@@ -90,27 +91,17 @@ extension FileSystem {
 }
 
 extension FileSystem {
-    /// flush (every close). Pending timestamps are not written here: close
-    /// promises no durability, and with the writeback cache every close sends
-    /// one. They are written by fsync, eviction, unmount and the periodic
-    /// flusher (at most `timestampFlushInterval` seconds later); sizes, names
-    /// and modes are always written through at once.
-    public func flushMetadata() throws {}
-
     /// Seconds between background writes of pending timestamps.
-    public static let timestampFlushInterval: UInt32 = 5
+    public static let timestampFlushInterval = 5
 
-    /// Starts the thread that writes pending timestamps periodically, so a
-    /// daemon crash loses at most that much timestamp history.
-    public func startTimestampFlusher() {
+    /// Starts the thread that commits the metadata's shared transactions
+    /// (group commit) and writes pending timestamps periodically.
+    public func startMetadataCommitter() {
         let metadata = self.metadata
         let thread = Thread {
-            while true {
-                sleep(Self.timestampFlushInterval)
-                do { try metadata.flush() } catch { FuseLog.error("writing pending timestamps: \(error)") }
-            }
+            metadata.runCommitter(timestampInterval: Self.timestampFlushInterval) { FuseLog.error("committing metadata: \($0)") }
         }
-        thread.name = "kmsfs-timestamp-flusher"
+        thread.name = "kmsfs-metadata-committer"
         thread.start()
     }
 

@@ -208,12 +208,11 @@ enum Trampolines {
                 fuse_reply_write(req, written)
             }
         }
-        ops.flush = { req, _, _ in
-            Trampolines.reply(req) {
-                try Trampolines.fs(req).flushMetadata()
-                fuse_reply_err(req, 0)
-            }
-        }
+        // No flush: close promises no durability, and kmsfs takes no POSIX
+        // locks of its own (the kernel keeps them) for a flush to release.
+        // Without the op libfuse answers ENOSYS and the kernel stops sending
+        // FLUSH, one request less per close; with the writeback cache it still
+        // writes the file's dirty pages back at close and returns their error.
         ops.release = { req, ino, _ in
             Trampolines.fs(req).release(InodeNumber(ino))
             fuse_reply_err(req, 0)

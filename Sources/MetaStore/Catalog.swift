@@ -81,14 +81,24 @@ final class Catalog: @unchecked Sendable {
         return Int64(bitPattern: nextIno) > highestIno ? nil : "has next inode number \(nextIno), not above its highest inode \(highestIno)"
     }
 
+    /// Set in the mount daemon: operations share commits (`GroupCommit`).
+    var groupCommit: GroupCommit?
+    /// Called when a shared transaction opens (wakes the committer).
+    var onBatchOpen: (() -> Void)?
+    /// Why a shared commit failed; from then on every call fails with it.
+    private(set) var failure: MetaStoreError?
+
     /// A write transaction; inside one, a nested call joins it. On commit a
     /// changed row root is stored with the counters' tag, in the same
     /// transaction; on rollback the cache is dropped, since it may hold values
-    /// that were never committed.
+    /// that were never committed. With group commit the transaction is a
+    /// savepoint in the shared one, and commits with it.
     func transaction<R>(_ body: () throws -> R) throws -> R {
         if transactionDepth > 0 { return try body() }
+        if let failure { throw failure }
         transactionDepth = 1
         defer { transactionDepth = 0 }
+        if try joinSharedTransaction() { return try savepoint(body) }
         do {
             let result = try db.transaction {
                 let result = try body()
@@ -98,13 +108,93 @@ final class Catalog: @unchecked Sendable {
             committedRoot = rowRoot
             return result
         } catch {
-            cache.removeAll()
-            dirty.removeAll()
-            inodeElements.removeAll()
+            dropCache()
             rowRoot = committedRoot
             writtenNextIno = reservedIno
             throw error
         }
+    }
+
+    /// Whether this operation joins a shared transaction (opening one if needed).
+    private func joinSharedTransaction() throws -> Bool {
+        guard let group = groupCommit else { return false }
+        if group.open != nil { return true }
+        guard group.hasRoom() else { return false }
+        try db.execute("BEGIN IMMEDIATE")
+        groupCommit?.open = 0
+        onBatchOpen?()
+        return true
+    }
+
+    /// One operation inside the shared transaction: a failure undoes it alone.
+    private func savepoint<R>(_ body: () throws -> R) throws -> R {
+        let (root, counter) = (rowRoot, writtenNextIno)
+        let result: R
+        do {
+            try db.execute("SAVEPOINT operation")
+            result = try body()
+            try db.execute("RELEASE operation")
+        } catch {
+            if db.inTransaction {
+                try? db.execute("ROLLBACK TO operation")
+                try? db.execute("RELEASE operation")
+                dropCache()
+                (rowRoot, writtenNextIno) = (root, counter)
+            } else {
+                lose(error)  // SQLite rolled the shared transaction back (a full disk, an I/O error)
+            }
+            throw error
+        }
+        let joined = (groupCommit?.open ?? 0) + 1
+        groupCommit?.open = joined
+        if joined >= GroupCommit.maxOperations { try commitShared() }
+        return result
+    }
+
+    /// Commits the shared transaction, if one is open, with the row root's seal.
+    func commitShared() throws {
+        guard groupCommit?.open != nil else { return }
+        do {
+            if rowRoot != committedRoot { try writeRootSeal() }
+            try db.execute("COMMIT")
+        } catch {
+            lose(error)
+            throw failure ?? MetaStoreError.posix(EIO)
+        }
+        groupCommit?.open = nil
+        committedRoot = rowRoot
+    }
+
+    /// Runs `body` as a transaction of its own, committed when it returns
+    /// (after any shared one): a change that must be on disk before the
+    /// caller goes on (see `MetadataStore.markTagsPending`).
+    func transactionCommittedAtOnce<R>(_ body: () throws -> R) throws -> R {
+        try commitShared()
+        let group = groupCommit
+        groupCommit = nil
+        defer { groupCommit = group }
+        return try transaction(body)
+    }
+
+    /// A shared commit failed: its operations are gone (as in a crash). The
+    /// kernel still holds what they returned, so the mount serves nothing more.
+    private func lose(_ error: Error) {
+        if db.inTransaction { try? db.execute("ROLLBACK") }
+        failure = .commitFailed(operations: groupCommit?.open ?? 0, reason: "\(error)")
+        groupCommit?.open = nil
+        dropCache()
+        rowRoot = committedRoot
+    }
+
+    private func dropCache() {
+        cache.removeAll()
+        dirty.removeAll()
+        inodeElements.removeAll()
+    }
+
+    deinit {
+        // The daemon syncs before it exits; this keeps a shared transaction of a store closed otherwise.
+        try? commitShared()
     }
 
     /// Writes the stored next inode number (and, on schema 2, the counters' tag).

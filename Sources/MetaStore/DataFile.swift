@@ -118,6 +118,7 @@ public final class DataFile: @unchecked Sendable {
             try leaveInline()
         }
         precondition(resultingSize == nil, "resultingSize is for writes that stay inline")
+        try store?.beforeFileChange()
         try ensureFile()
         let first = offset / UInt64(Self.unit)
         let last = (end - 1) / UInt64(Self.unit)
@@ -158,6 +159,7 @@ public final class DataFile: @unchecked Sendable {
             guard newSize < oldSize, newSize < unit else { return }
             return try zeroInline(from: Int(newSize), to: Self.unit)
         }
+        try store?.beforeFileChange()
         try ensureFile()
         if newSize == 0, try retireForTruncation() { return }
         if newSize < oldSize && newSize % unit != 0 {
@@ -194,6 +196,7 @@ public final class DataFile: @unchecked Sendable {
             guard offset < unit else { return }
             return try zeroInline(from: Int(offset), to: Int(min(end, unit)))
         }
+        try store?.beforeFileChange()
         try ensureFile()
         let firstWhole = (offset + unit - 1) / unit
         let lastWhole = end / unit
@@ -226,6 +229,7 @@ public final class DataFile: @unchecked Sendable {
     /// Preallocates backing space (FALLOC_FL_KEEP_SIZE semantics on the ciphertext file).
     public func preallocate(offset: UInt64, length: UInt64) throws {
         guard !isInline else { return }  // nothing to reserve: past the first unit an inline file is holes
+        try store?.beforeFileChange()
         try ensureFile()
         let unit = UInt64(Self.unit)
         let start = offset / unit * unit
@@ -251,6 +255,7 @@ public final class DataFile: @unchecked Sendable {
     /// since: their current content is durable now. Under the inode's exclusive lock.
     public func settle(_ unsettled: UnsettledTags) throws {
         guard let tags, !unsettled.units.isEmpty else { return }
+        try store?.beforeFileChange()
         try tags.settle(unsettled.units)
     }
 
@@ -399,6 +404,7 @@ public final class DataFile: @unchecked Sendable {
     public func leaveInline() throws {
         guard isInline, let inlineStore else { return }
         let unit = try inlineCiphertext()
+        try store?.beforeFileChange()
         try ensureFile()
         if !unit.isEmpty { try unit.withUnsafeBytes { try writeUnits($0, first: 0) } }
         try sync(dataOnly: true)

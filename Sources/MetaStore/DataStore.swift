@@ -27,8 +27,15 @@ public final class DataStore: Sendable {
     /// Whether closed files hold so many unsettled units that they should be settled now.
     public var mustSettle: Bool { unsettled.withLock { $0.units > Self.unsettledLimit } }
 
+    /// The live metadata, when it commits in groups: its shared transaction
+    /// commits before any data or tag file changes (`beforeFileChange`).
+    let metadata: MetadataStore?
+
     /// - Parameter unitMAC: the filesystem's data unit MAC key (integrity on).
-    public init(directory: String, cipher: XTSCipher, unitMAC: MessageAuthenticator? = nil, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil) {
+    /// - Parameter metadata: the live metadata with group commit (the mount daemon).
+    public init(directory: String, cipher: XTSCipher, unitMAC: MessageAuthenticator? = nil, preserver: SnapshotPreserver? = nil, overlay: SnapshotOverlay? = nil,
+                metadata: MetadataStore? = nil) {
+        self.metadata = metadata
         self.directory = directory
         self.cipher = cipher
         self.unitMAC = unitMAC
@@ -54,7 +61,9 @@ public final class DataStore: Sendable {
     /// Opens (creating if needed) the ciphertext file of `id`; in a snapshot
     /// view, opens it read-only if it exists, with what `verifyContent` returned.
     /// `inline`: the metadata holding inline files' units, and whether this one is inline.
-    public func open(_ id: FileID, verified: VerifiedContent? = nil, inline: (store: any InlineUnitStore, isInline: Bool)? = nil) throws -> DataFile {
+    /// `fresh`: the file was just created, so it has no data or tag file yet
+    /// (an inline one has none either): nothing to look for.
+    public func open(_ id: FileID, verified: VerifiedContent? = nil, inline: (store: any InlineUnitStore, isInline: Bool)? = nil, fresh: Bool = false) throws -> DataFile {
         let p = path(for: id)
         let tagger = unitMAC.map { UnitTagger(fileID: id, mac: $0) }
         if let overlay {
@@ -62,10 +71,11 @@ public final class DataStore: Sendable {
             return DataFile(fd: try overlay.openLive(id.rawValue), id: id, cipher: cipher, path: p, overlay: overlay, verified: verified,
                             tagger: tagger, inline: inline)
         }
-        let tags = try unitMAC.map { try UnitTags(dataPath: p, fileID: id, mac: $0) }
+        let absent = fresh || inline?.isInline == true
+        let tags = try unitMAC.map { try UnitTags(dataPath: p, fileID: id, mac: $0, openNow: !absent) }
         // Created at the first write that needs it: a file only created, or inline, has none.
-        let fd = Glibc.open(p, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: p, errno: errno) }
+        let fd = absent ? -1 : Glibc.open(p, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 || absent || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: p, errno: errno) }
         return DataFile(fd: fd, id: id, cipher: cipher, path: p, preserver: preserver, tags: tags, store: self, tagger: tagger, inline: inline)
     }
 
@@ -189,6 +199,7 @@ public final class DataStore: Sendable {
         guard let unitMAC, !all.isEmpty else { return }
         var left = all
         do {
+            try beforeFileChange()
             try syncAll()
             for (id, units) in all {
                 try UnitTags(dataPath: path(for: FileID(id)), fileID: FileID(id), mac: unitMAC).settle(units)
@@ -211,6 +222,11 @@ public final class DataStore: Sendable {
         return ids
     }
 
+    /// The barrier of group commit: the metadata that describes the files
+    /// (sizes, names, inline units) is committed before they change, so on
+    /// disk the files never run ahead of it.
+    func beforeFileChange() throws { try metadata?.commitPending() }
+
     /// Deletes the ciphertext of `id`; a missing file is fine (never written).
     /// With snapshots, a file the newest snapshot still needs is moved into it instead.
     public func remove(_ id: FileID) throws {
@@ -218,6 +234,9 @@ public final class DataStore: Sendable {
         unsettled.withLock { all in
             all.units -= all.files.removeValue(forKey: id.rawValue)?.count ?? 0
         }
+        // Most removed files are inline or were never written: no file, nothing to order.
+        guard access(p, F_OK) == 0 || access(p + ".tags", F_OK) == 0 else { return }
+        try beforeFileChange()
         if let preserver {
             try preserver.retire(id.rawValue, livePath: p)
         } else {

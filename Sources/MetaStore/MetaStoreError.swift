@@ -25,6 +25,9 @@ public enum MetaStoreError: Error, CustomStringConvertible, Equatable, Sendable 
     /// objects, an inode counter below its inodes, an impossible row): edited
     /// or damaged, and never used as it is.
     case untrustedMetadata(path: String, problem: String)
+    /// A group commit failed (docs/FORMAT.md "Metadata durability"): the
+    /// operations it held are lost, as in a crash, and the mount serves no more.
+    case commitFailed(operations: Int, reason: String)
     /// No store at this path.
     case storeNotFound(path: String)
     /// A store already exists at this path.
@@ -75,6 +78,8 @@ public enum MetaStoreError: Error, CustomStringConvertible, Equatable, Sendable 
         case .rowsReplaced:
             return "the metadata's rows are not the ones its counters sealed (a row was put back from an older copy, replaced, added or removed): the store was tampered with or damaged"
         case .untrustedMetadata(let path, let problem): return "metadata database \(path) \(problem): it was edited or is damaged"
+        case .commitFailed(let n, let reason):
+            return "committing the metadata of the last \(n) operation(s) failed (\(reason)); they are lost as in a crash, and this mount serves no more requests: unmount it and mount again"
         case .storeNotFound(let path): return "no kmsfs store at \(path)"
         case .storeExists(let path): return "a kmsfs store already exists at \(path)"
         }

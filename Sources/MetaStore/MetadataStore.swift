@@ -15,6 +15,10 @@ public final class MetadataStore: Sendable {
     public let reservePath: String?
     /// Size of the reserve file in bytes.
     public static let reserveBytes = 4 << 20
+    /// Whether the reserve may be missing (released, or not made yet): refills look only then.
+    private let reserveMayBeMissing = Locked(true)
+    /// Raised when a shared transaction opens (group commit): the committer waits for it.
+    private let sharedTransactionOpened = Wakeup()
 
     /// Opens (or with `create`, initialises) the database at `path`.
     /// - Parameter exclusive: hold SQLite's lock for the connection's life
@@ -27,8 +31,11 @@ public final class MetadataStore: Sendable {
     ///   (sealed rows, tagged entries and counters); nil for schema 1.
     /// - Parameter resealRows: accept rows that do not match the sealed row
     ///   root (`mount --accept-rollback`) and seal them as they are.
+    /// - Parameter groupCommit: operations share commits (`GroupCommit`; the
+    ///   mount daemon, which runs `runCommitter`).
     public init(path: String, names: NameCipher, integrity: IntegrityKeys? = nil, create: Bool, rootOwner: (uid: UInt32, gid: UInt32) = (0, 0),
-                reservePath: String? = nil, exclusive: Bool = false, readOnly: Bool = false, checking: Bool = false, resealRows: Bool = false) throws {
+                reservePath: String? = nil, exclusive: Bool = false, readOnly: Bool = false, checking: Bool = false, resealRows: Bool = false,
+                groupCommit: Bool = false) throws {
         self.path = path
         self.reservePath = reservePath
         let rows = RowCodec(keys: integrity)
@@ -66,6 +73,10 @@ public final class MetadataStore: Sendable {
                                                    atime: now, mtime: now, ctime: now, parent: .root))
             }
         }
+        if groupCommit && !readOnly {
+            catalog.groupCommit = GroupCommit(databasePath: path)
+            catalog.onBatchOpen = { [sharedTransactionOpened] in sharedTransactionOpened.raise() }
+        }
         catalogLock = Locked(catalog)
         refillReserve()
     }
@@ -74,15 +85,22 @@ public final class MetadataStore: Sendable {
     /// once. Only operations that free space (unlink, rmdir, rename, purge)
     /// may spend the reserve: it exists so a full store can still be cleaned up.
     func catalog<R>(useReserve: Bool = false, _ body: (Catalog) throws -> R) throws -> R {
-        do { return try catalogLock.withLock { try body($0) } } catch MetaStoreError.io(_, _, ENOSPC) where useReserve && reservePath.map({ access($0, F_OK) == 0 }) == true {
+        do {
+            return try catalogLock.withLock { c in
+                if let failure = c.failure { throw failure }
+                return try body(c)
+            }
+        } catch MetaStoreError.io(_, _, ENOSPC) where useReserve && reservePath.map({ access($0, F_OK) == 0 }) == true {
             unlink(reservePath!)
+            reserveMayBeMissing.withLock { $0 = true }
             return try catalogLock.withLock { try body($0) }
         }
     }
 
     /// Recreates the reserve file if it is missing and space allows.
     public func refillReserve() {
-        guard let reservePath, access(reservePath, F_OK) != 0 else { return }
+        guard let reservePath, reserveMayBeMissing.withLock({ $0 }) else { return }
+        guard access(reservePath, F_OK) != 0 else { return reserveMayBeMissing.withLock { $0 = false } }
         let fd = open(reservePath + ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
@@ -93,7 +111,7 @@ public final class MetadataStore: Sendable {
                 return
             }
         }
-        Glibc.rename(reservePath + ".tmp", reservePath)
+        if Glibc.rename(reservePath + ".tmp", reservePath) == 0 { reserveMayBeMissing.withLock { $0 = false } }
     }
 
     public func attributes(_ ino: InodeNumber) throws -> InodeAttributes { try catalog { try $0.attributes(ino) } }
@@ -162,9 +180,10 @@ public final class MetadataStore: Sendable {
             a.contentDigest = nil
             // Durable before any record changes: a power loss must not leave the
             // old digest beside a changed tag file (the file would not open).
+            try c.commitShared()
             try c.db.execute("PRAGMA synchronous=FULL")
             defer { try? c.db.execute("PRAGMA synchronous=NORMAL") }
-            try c.store(a)
+            try c.transactionCommittedAtOnce { try c.store(a) }
         }
     }
 
@@ -242,6 +261,7 @@ public final class MetadataStore: Sendable {
         try catalogLock.withLock { c in
             try c.flushDirty()
             try c.advanceGeneration()
+            try c.commitShared()
             try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             c.durableGeneration = c.generation
             try c.db.copy(to: target)
@@ -298,6 +318,34 @@ public final class MetadataStore: Sendable {
     /// Writes pending timestamp changes.
     public func flush() throws { try catalog { try $0.flushDirty() } }
 
+    /// Commits the shared transaction, if one is open (group commit): before
+    /// a data or tag file changes, and by the committer.
+    public func commitPending() throws { try catalog { try $0.commitShared() } }
+
+    /// The committer's loop (the mount daemon runs it on a thread of its
+    /// own, forever): with group commit, each shared transaction commits
+    /// `GroupCommit.window` after it opened; pending timestamps are written
+    /// every `timestampInterval` seconds, so a daemon crash loses at most that
+    /// much timestamp history.
+    public func runCommitter(timestampInterval: Int, log: (Error) -> Void) -> Never {
+        func now() -> Int {
+            var t = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &t)
+            return t.tv_sec
+        }
+        var timestampsDue = now() + timestampInterval
+        while true {
+            if sharedTransactionOpened.wait(seconds: 1) {
+                usleep(GroupCommit.window)
+                do { try commitPending() } catch { log(error) }
+            }
+            if now() >= timestampsDue {
+                timestampsDue = now() + timestampInterval
+                do { try flush() } catch { log(error) }
+            }
+        }
+    }
+
     /// Makes every committed change durable (flush, then a WAL checkpoint,
     /// which fsyncs). With integrity, the generation moves up first, so every
     /// durable state has its own number.
@@ -306,6 +354,7 @@ public final class MetadataStore: Sendable {
         try catalogLock.withLock { c in
             try c.flushDirty()
             if advance { try c.advanceGeneration() }
+            try c.commitShared()
             try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             c.durableGeneration = c.generation
         }

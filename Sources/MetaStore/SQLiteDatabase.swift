@@ -96,6 +96,10 @@ final class SQLiteDatabase {
         guard fsync(fd) == 0 else { throw MetaStoreError.io(operation: "fsync", path: target, errno: errno) }
     }
 
+    /// Whether a transaction is open (SQLite rolls one back by itself after
+    /// some failures, such as a full disk or an I/O error during a commit).
+    var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
     /// Rows changed by the last statement.
     var changes: Int { Int(sqlite3_changes(handle)) }
 

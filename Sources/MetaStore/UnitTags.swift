@@ -80,11 +80,12 @@ final class UnitTags: @unchecked Sendable {
     /// Units whose record still holds a previous tag, with the current one.
     private(set) var pending: [UInt64: UnitTag] = [:]
 
-    init(dataPath: String, fileID: FileID, mac: MessageAuthenticator) throws {
+    /// - Parameter openNow: false when the caller knows there is no tag file yet (created at the first record).
+    init(dataPath: String, fileID: FileID, mac: MessageAuthenticator, openNow: Bool = true) throws {
         path = dataPath + ".tags"
         tagger = UnitTagger(fileID: fileID, mac: mac)
-        fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
+        fd = openNow ? open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW) : -1
+        guard fd >= 0 || !openNow || errno == ENOENT else { throw MetaStoreError.io(operation: "open", path: path, errno: errno) }
     }
 
     deinit { if fd >= 0 { close(fd) } }

@@ -129,14 +129,15 @@ struct MountCommand: ParsableCommand {
         let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "mount")
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false,
-                                         reservePath: store.root + "/reserve", exclusive: true, resealRows: acceptRollback)
+                                         reservePath: store.root + "/reserve", exclusive: true, resealRows: acceptRollback, groupCommit: !readOnly)
         // The root must verify before anything is served: a mount of a store whose root was edited is refused.
         _ = try metadata.attributes(.root)
         let anchor = try metadata.hasIntegrity ? AnchorKeeper(RollbackAnchor(home: home, superblock: superblock, name: name),
                                                               remote: vaultAnchor(manager, home: home, superblock: superblock, metadata: metadata), metadata: metadata) : nil
         try anchor?.check(accept: acceptRollback)
         let preserver = try SnapshotPreserver(storeRoot: store.root)
-        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: preserver),
+        let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: preserver,
+                                                                                   metadata: metadata),
                                     storeRoot: store.root, readOnly: readOnly)
         if !readOnly {
             let removed = try fileSystem.removeOrphans()
@@ -159,7 +160,7 @@ struct MountCommand: ParsableCommand {
         if let metrics { report.startMetricsFile(metrics) }
         if notify { Daemon.report(.ready) }
         if !readOnly {
-            fileSystem.startTimestampFlusher()
+            fileSystem.startMetadataCommitter()
             anchor?.startPeriodic()
         }
         if let vault = manager as? VaultKeyManager { TokenRenewer.start(vault, home: home, filesystem: name) }

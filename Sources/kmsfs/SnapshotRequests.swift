@@ -43,7 +43,7 @@ enum SnapshotRequests {
                     try paused { try manager.delete(name: argument) }
                     return .success("")
                 case sealVerb:
-                    try fileSystem.paused { fileSystem.flushForUnmount() }
+                    fileSystem.paused { fileSystem.flushForUnmount() }
                     return .success("")
                 case MountStatus.verb:
                     return .success(status())

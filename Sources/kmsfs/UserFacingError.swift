@@ -40,7 +40,7 @@ struct UserFacingError: Error {
             case .superblock, .corruptRecord, .tampered, .untrustedMetadata, .database: return .init(e.description, hint: "run 'kmsfs fs list' to see the store path; restore it from a snapshot export if it is damaged", exitCode: ExitCodes.corruptOrUnsupported)
             case .storeNotFound: return .init(e.description, hint: "'kmsfs fs list' shows the filesystems in this home", exitCode: ExitCodes.notFound)
             case .storeExists: return .init(e.description, exitCode: ExitCodes.usage)
-            case .io: return .init(e.description, exitCode: ExitCodes.io)
+            case .io, .commitFailed: return .init(e.description, exitCode: ExitCodes.io)
             case .posix(let code): return .init(String(cString: strerror(code)), exitCode: ExitCodes.io)
             }
         case let e as SnapshotError:

@@ -148,8 +148,14 @@ struct RowRootTests {
         var names: [String] = []
         var rng = SystemRandomNumberGenerator()
         for round in 0..<6 {
-            let m = try MetadataStore(path: path, names: keys.names, integrity: keys.integrity, create: round == 0)
+            // Rounds 2, 3 and 5 share commits (the daemon's group commit), with failing operations among them.
+            let m = try MetadataStore(path: path, names: keys.names, integrity: keys.integrity, create: round == 0, groupCommit: [2, 3, 5].contains(round))
             for step in 0..<(round == 1 ? 300 : 60) {  // round 1 crosses an inode batch
+                if step % 9 == 4, let existing = names.first {  // fails after its inode and entry rows are written
+                    #expect(errno { _ = try m.makeNode(parent: .root, name: Array("bad\(step)".utf8), mode: 0o120777, uid: 0, gid: 0,
+                                                       symlinkTarget: [UInt8](repeating: 0x74, count: 5000)) } == ENAMETOOLONG)
+                    #expect(errno { _ = try m.makeNode(parent: .root, name: Array(existing.utf8), mode: 0o100644, uid: 0, gid: 0) } == EEXIST)
+                }
                 let name = "r\(round)s\(step)"
                 let pick = names.isEmpty ? 0 : Int.random(in: 0..<9, using: &rng)
                 let other = names.randomElement(using: &rng).map { Array($0.utf8) } ?? []
@@ -188,6 +194,7 @@ struct RowRootTests {
                 }
             }
             if round % 2 == 1 { try m.flush() }
+            if round == 2 { try m.sync() }  // (round 3's and 5's shared transactions commit when their store closes)
         }
         // Reopens verify; now one xattr row put back as an older value would be.
         let m = try MetadataStore(path: path, names: keys.names, integrity: keys.integrity, create: false)
