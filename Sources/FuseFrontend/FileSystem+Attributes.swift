@@ -27,11 +27,12 @@ extension FileSystem {
                 if changes.mtime == nil && newSize != old { changes.mtime = Timestamp.now() }
                 // Shrink the data before the recorded size, grow the size
                 // before anything can be written past it (crash ordering).
-                if newSize < old {
-                    try metadata.markTagsPending(ino)
-                    try inode.data.truncate(from: old, to: newSize)
-                }
-                return try metadata.setAttributes(ino, changes)
+                guard newSize < old else { return try metadata.setAttributes(ino, changes) }
+                try metadata.markTagsPending(ino)
+                try inode.data.truncate(from: old, to: newSize)
+                let a = try metadata.setAttributes(ino, changes)
+                try metadata.commitPending()  // the cut data and the new size land together (group commit)
+                return a
             } }
         }
     }

@@ -79,6 +79,17 @@ public final class FuseSession {
         signalHandlers = true
     }
 
+    /// Whether the running kernel writes a file's dirty pages back at close
+    /// even when the filesystem has no FLUSH op (Linux 5.14 and later).
+    static let kernelWritesBackAtClose: Bool = {
+        var name = utsname()
+        guard uname(&name) == 0 else { return false }
+        let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2 else { return false }
+        return (numbers[0], numbers[1]) >= (5, 14)
+    }()
+
     /// Serves requests until unmounted or signalled (SIGINT, SIGTERM, SIGHUP).
     /// Returns 0 on a clean exit.
     public func run(maxThreads: UInt32 = 16) -> Int32 {

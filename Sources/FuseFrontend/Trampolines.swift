@@ -208,11 +208,14 @@ enum Trampolines {
                 fuse_reply_write(req, written)
             }
         }
-        // No flush: close promises no durability, and kmsfs takes no POSIX
-        // locks of its own (the kernel keeps them) for a flush to release.
-        // Without the op libfuse answers ENOSYS and the kernel stops sending
-        // FLUSH, one request less per close; with the writeback cache it still
-        // writes the file's dirty pages back at close and returns their error.
+        // Close promises no durability, and kmsfs takes no POSIX locks of its
+        // own (the kernel keeps them) for a flush to release: ENOSYS makes the
+        // kernel stop sending FLUSH, one request less per close. Only from
+        // Linux 5.14 does the kernel still write a file's dirty pages back at
+        // close (and return their error) once FLUSH is off; before, it is kept.
+        ops.flush = { req, _, _ in
+            fuse_reply_err(req, FuseSession.kernelWritesBackAtClose ? ENOSYS : 0)
+        }
         ops.release = { req, ino, _ in
             Trampolines.fs(req).release(InodeNumber(ino))
             fuse_reply_err(req, 0)

@@ -35,6 +35,11 @@ final class Catalog: @unchecked Sendable {
     /// The row root (schema 2, `RowRoot`) with this transaction's changes, and as committed.
     var rowRoot = RowRoot.zero
     private var committedRoot = RowRoot.zero
+    /// The root that `seals('rows')` holds in the open transaction: a commit
+    /// rewrites the seal unless it is `rowRoot` (changes that cancel out after
+    /// a counters write, such as a create and unlink in one group commit,
+    /// still need the seal put back).
+    private var sealedRoot = RowRoot.zero
     /// Each cached inode's element as its row is on disk (so a rewrite need not read it back).
     var inodeElements: [UInt64: RowRoot] = [:]
     private var transactionDepth = 0
@@ -63,7 +68,7 @@ final class Catalog: @unchecked Sendable {
                   MessageAuthenticator.equal(try rows.countersTag(generation: generation, nextIno: nextIno, instance: instance, root: root), tag) else {
                 throw MetaStoreError.tampered(what: "the metadata's counters (generation \(generation), next inode \(nextIno)) do not authenticate")
             }
-            (rowRoot, committedRoot) = (root, root)
+            (rowRoot, committedRoot, sealedRoot) = (root, root, root)
             try verifyRowRoot(reseal: resealRows)
         }
         // Inode numbers are file ids in the XTS tweak: a counter at or below an
@@ -102,14 +107,14 @@ final class Catalog: @unchecked Sendable {
         do {
             let result = try db.transaction {
                 let result = try body()
-                if rowRoot != committedRoot { try writeRootSeal() }
+                if rowRoot != sealedRoot { try writeRootSeal() }
                 return result
             }
             committedRoot = rowRoot
             return result
         } catch {
             dropCache()
-            rowRoot = committedRoot
+            (rowRoot, sealedRoot) = (committedRoot, committedRoot)
             writtenNextIno = reservedIno
             throw error
         }
@@ -128,7 +133,7 @@ final class Catalog: @unchecked Sendable {
 
     /// One operation inside the shared transaction: a failure undoes it alone.
     private func savepoint<R>(_ body: () throws -> R) throws -> R {
-        let (root, counter) = (rowRoot, writtenNextIno)
+        let (root, sealed, counter) = (rowRoot, sealedRoot, writtenNextIno)
         let result: R
         do {
             try db.execute("SAVEPOINT operation")
@@ -139,7 +144,7 @@ final class Catalog: @unchecked Sendable {
                 try? db.execute("ROLLBACK TO operation")
                 try? db.execute("RELEASE operation")
                 dropCache()
-                (rowRoot, writtenNextIno) = (root, counter)
+                (rowRoot, sealedRoot, writtenNextIno) = (root, sealed, counter)
             } else {
                 lose(error)  // SQLite rolled the shared transaction back (a full disk, an I/O error)
             }
@@ -155,7 +160,7 @@ final class Catalog: @unchecked Sendable {
     func commitShared() throws {
         guard groupCommit?.open != nil else { return }
         do {
-            if rowRoot != committedRoot { try writeRootSeal() }
+            if rowRoot != sealedRoot { try writeRootSeal() }
             try db.execute("COMMIT")
         } catch {
             lose(error)
@@ -183,13 +188,23 @@ final class Catalog: @unchecked Sendable {
         failure = .commitFailed(operations: groupCommit?.open ?? 0, reason: "\(error)")
         groupCommit?.open = nil
         dropCache()
-        rowRoot = committedRoot
+        (rowRoot, sealedRoot) = (committedRoot, committedRoot)
     }
 
+    /// After a rollback: cached rows may hold values that were never
+    /// committed. Pending timestamps (kept in memory only) are kept, on the
+    /// rows as the database has them.
     private func dropCache() {
+        let times = dirty.compactMap { cache[$0].map { ($0.ino, $0.atime, $0.mtime, $0.ctime) } }
         cache.removeAll()
         dirty.removeAll()
         inodeElements.removeAll()
+        for (ino, atime, mtime, ctime) in times {
+            guard var a = try? attributes(ino) else { continue }
+            (a.atime, a.mtime, a.ctime) = (atime, mtime, ctime)
+            cache[ino.rawValue] = a
+            dirty.insert(ino.rawValue)
+        }
     }
 
     deinit {
@@ -207,6 +222,7 @@ final class Catalog: @unchecked Sendable {
     /// The row root and the counters' tag over it: what a transaction that changed rows adds at its commit.
     private func writeRootSeal() throws {
         try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('rows', ?)", [.blob(rowRoot.bytes)])
+        sealedRoot = rowRoot
         try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('counters', ?)",
                      [.blob(rows.countersTag(generation: generation, nextIno: writtenNextIno, instance: instance, root: rowRoot))])
     }
@@ -217,6 +233,7 @@ final class Catalog: @unchecked Sendable {
         try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES('generation', ?)", [.int(Int64(bitPattern: generation))])
         try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('instance', ?)", [.blob(instance)])
         try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('rows', ?)", [.blob(rowRoot.bytes)])
+        sealedRoot = rowRoot
         try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('counters', ?)",
                      [.blob(rows.countersTag(generation: generation, nextIno: stored, instance: instance, root: rowRoot))])
     }

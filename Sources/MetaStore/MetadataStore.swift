@@ -259,6 +259,7 @@ public final class MetadataStore: Sendable {
     /// appear in the copy.
     public func writeImage(to target: String) throws -> UInt64 {
         try catalogLock.withLock { c in
+            if let failure = c.failure { throw failure }
             try c.flushDirty()
             try c.advanceGeneration()
             try c.commitShared()
@@ -352,6 +353,7 @@ public final class MetadataStore: Sendable {
     /// `advance: false` (fsck without --repair, read-only mounts) writes no new generation.
     public func sync(advance: Bool = true) throws {
         try catalogLock.withLock { c in
+            if let failure = c.failure { throw failure }  // (a lost commit must not pass for a sync)
             try c.flushDirty()
             if advance { try c.advanceGeneration() }
             try c.commitShared()

@@ -27,6 +27,8 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "Honour setuid/setgid bits (mounts are nosuid otherwise).") var suid = false
     @Flag(help: "Honour device nodes (mounts are nodev otherwise).") var dev = false
     @Flag(help: "Print every FUSE request (libfuse -d).") var debug = false
+    @Option(help: "Kernel readahead of the mount in KiB, 0 for the kernel's 128 (set by root only: other users' mounts keep 128).")
+    var readahead = KernelReadahead.defaultKiB
     @Flag(help: "Mount a store older than the generation this home last saw, or with metadata rows put back from an older copy (after restoring one on purpose): anchor it there and seal its rows as they are.")
     var acceptRollback = false
     @Option(help: "Keep this file up to date with the mount's Prometheus metrics, every 5 s (for node_exporter's textfile collector).")
@@ -42,6 +44,9 @@ struct MountCommand: ParsableCommand {
 
     func validate() throws {
         try Home.validateName(name)
+        guard (0...KernelReadahead.maximumKiB).contains(readahead) else {
+            throw ValidationError("--readahead must be between 0 and \(KernelReadahead.maximumKiB) KiB")
+        }
     }
 
     func run() throws {
@@ -84,6 +89,7 @@ struct MountCommand: ParsableCommand {
         if suid { args.append("--suid") }
         if dev { args.append("--dev") }
         if debug { args.append("--debug") }
+        if readahead != KernelReadahead.defaultKiB { args += ["--readahead", String(readahead)] }
         if acceptRollback { args.append("--accept-rollback") }
         if let metrics { args += ["--metrics", Home.absolute(metrics)] }
         if let passphraseFile { args += ["--passphrase-file", Home.absolute(passphraseFile)] }
@@ -151,6 +157,7 @@ struct MountCommand: ParsableCommand {
         options.allowDevices = dev
         options.debug = debug
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
+        applyReadahead(at: mountpoint)
         lock.record(mountpoint: mountpoint)
         let reference = manager.reference
         let report = MountStatus(name: name, store: store, superblock: superblock,
@@ -174,6 +181,20 @@ struct MountCommand: ParsableCommand {
 }
 
 extension MountCommand {
+    /// Sets the kernel's readahead of the new mount (`--readahead`; root
+    /// only, see KernelReadahead), once the session answers: the kernel
+    /// lowers the value to the one the daemon's FUSE INIT reply names when it
+    /// processes that reply, so it is set after a first request comes back.
+    func applyReadahead(at mountpoint: String) {
+        guard readahead > 0, let device = MountTable.current().entry(at: mountpoint)?.device else { return }
+        let kib = readahead
+        Thread {
+            var st = stat()
+            _ = stat(mountpoint, &st)
+            KernelReadahead.set(kib: kib, device: device)
+        }.start()
+    }
+
     /// The Vault anchor, when the filesystem's key is in Vault and the home keeps anchors there too.
     func vaultAnchor(_ manager: any KeyManager, home: Home, superblock: Superblock, metadata: MetadataStore) throws -> VaultAnchor? {
         guard let vault = manager as? VaultKeyManager, let mount = try KMSConfiguration.load(home).anchorMount else { return nil }
@@ -198,6 +219,7 @@ extension MountCommand {
         options.writebackCache = false
         options.debug = debug
         let session = try FuseSession(fileSystem: fileSystem, mountpoint: mountpoint, options: options)
+        applyReadahead(at: mountpoint)
         if notify { Daemon.report(.ready) }
         let status = session.run(maxThreads: options.maxThreads)
         session.close()

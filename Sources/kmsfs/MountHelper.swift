@@ -1,6 +1,6 @@
 /// Translates mount(8)'s helper call `mount.kmsfs <name> <dir> [-sfnv] [-o opts]`
 /// into `kmsfs mount` arguments. kmsfs options: home=PATH, passphrase_file=PATH,
-/// metrics=PATH, ro, allow_other, nowriteback, suid, dev (kmsfs mounts nosuid,nodev otherwise); generic ones (defaults, noauto, nofail, _netdev, x-*...) are ignored.
+/// metrics=PATH, readahead=KIB, ro, allow_other, nowriteback, suid, dev (kmsfs mounts nosuid,nodev otherwise); generic ones (defaults, noauto, nofail, _netdev, x-*...) are ignored.
 enum MountHelper {
     struct BadOption: Error, CustomStringConvertible {
         let option: String
@@ -33,6 +33,7 @@ enum MountHelper {
             case "home" where parts.count == 2: out += ["--home", parts[1]]
             case "passphrase_file" where parts.count == 2: out += ["--passphrase-file", parts[1]]
             case "metrics" where parts.count == 2: out += ["--metrics", parts[1]]
+            case "readahead" where parts.count == 2: out += ["--readahead", parts[1]]
             case "ro": out.append("--read-only")
             case "allow_other": out.append("--allow-other")
             case "nowriteback": out.append("--no-writeback")

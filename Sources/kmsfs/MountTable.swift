@@ -16,6 +16,8 @@ struct MountTable {
         var fsType: String
         /// FUSE's user_id= super option: the uid that made the mount.
         var ownerUID: UInt32?
+        /// The mount's device, "major:minor" (its backing device info in /sys/class/bdi).
+        var device = ""
     }
 
     let entries: [Entry]
@@ -28,7 +30,8 @@ struct MountTable {
             guard let dash = parts.firstIndex(of: "-"), parts.count > dash + 2, parts.count > 4 else { continue }
             let options = parts.count > dash + 3 ? parts[dash + 3].split(separator: ",") : []
             let owner = options.first { $0.hasPrefix("user_id=") }.flatMap { UInt32($0.dropFirst("user_id=".count)) }
-            out.append(Entry(mountpoint: unescape(String(parts[4])), source: unescape(String(parts[dash + 2])), fsType: String(parts[dash + 1]), ownerUID: owner))
+            out.append(Entry(mountpoint: unescape(String(parts[4])), source: unescape(String(parts[dash + 2])), fsType: String(parts[dash + 1]), ownerUID: owner,
+                             device: String(parts[2])))
         }
         return MountTable(entries: out)
     }

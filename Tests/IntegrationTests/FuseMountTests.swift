@@ -153,6 +153,31 @@ struct FuseMountTests {
         }
     }
 
+    @Test("a root mount sets its kernel readahead (default 4096 KiB, --readahead N, 0 keeps the kernel's); a bad value is a usage error")
+    func readahead() throws {
+        guard Harness.fuseAvailable() else { return }
+        let box = try Sandbox()
+        try box.create()
+        func current() throws -> Int? {
+            let line = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).split(separator: "\n")
+                .last { $0.split(separator: " ").count > 4 && $0.split(separator: " ")[4] == Substring(box.mountpoint) }
+            let device = try #require(line?.split(separator: " ")[2], "the mount is in mountinfo")
+            return Int(try String(contentsOfFile: "/sys/class/bdi/\(device)/read_ahead_kb", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        for (extra, expected) in [([String](), 4096), (["--readahead", "512"], 512), (["--readahead", "0"], 128)] {
+            try box.mount("demo", extra)
+            var seen = try current()
+            for _ in 0..<40 where seen != expected {  // set just after the session's first answer
+                usleep(50_000)
+                seen = try current()
+            }
+            #expect(seen == expected, "\(extra)")
+            try box.umount()
+        }
+        let bad = try box.kmsfs("mount", "demo", box.mountpoint, "--readahead", "70000")
+        #expect(bad.status == 64 && bad.stderr.contains("--readahead must be between 0 and 65536"), "\(bad.stderr)")
+    }
+
     @Test("git and sqlite3 work on the mount")
     func realTools() throws {
         guard Harness.fuseAvailable() else { return }

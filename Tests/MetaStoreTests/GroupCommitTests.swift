@@ -42,6 +42,31 @@ struct GroupCommitTests {
         #expect(try reopened.readDirectory(.root, after: 0, limit: 10).map { String(decoding: $0.name, as: UTF8.self) } == [".", "..", "a", "b", "c"])
     }
 
+    @Test("a create and its removal in one commit, after the counters were rewritten, leave a seal that verifies")
+    func cancellingChangesKeepTheSeal() throws {
+        do {
+            let m = try MetadataStore(path: path, names: keys.names, integrity: keys.integrity, create: false, groupCommit: true)
+            // The first create of a store reserves inode numbers (the counters, with the root as it stands then).
+            let f = try m.makeNode(parent: .root, name: name("f"), mode: 0o100644, uid: 0, gid: 0)
+            _ = try m.remove(parent: .root, name: name("f"), directory: false)
+            try m.purge(f.ino)
+            try m.commitPending()
+        }
+        _ = try MetadataStore(path: path, names: keys.names, integrity: keys.integrity, create: false)
+    }
+
+    @Test("a failed operation keeps other files' timestamps that were pending in memory")
+    func failedOperationKeepsPendingTimes() throws {
+        let m = try MetadataStore(path: path, names: keys.names, integrity: keys.integrity, create: false, groupCommit: true)
+        let a = try m.makeNode(parent: .root, name: name("a"), mode: 0o100644, uid: 0, gid: 0)
+        let when = Timestamp(seconds: 1_234_567_890, nanoseconds: 5)
+        _ = try m.setAttributes(a.ino, AttributeChanges(mtime: when))  // times only: kept in memory
+        #expect(errno { _ = try m.makeNode(parent: .root, name: name("a"), mode: 0o100644, uid: 0, gid: 0) } == EEXIST)
+        #expect(try m.attributes(a.ino).mtime == when)
+        try m.sync()
+        #expect(try MetadataStore(path: path, names: keys.names, integrity: keys.integrity, create: false).attributes(a.ino).mtime == when)
+    }
+
     @Test("closing a store commits its shared transaction")
     func closingCommits() throws {
         do {
