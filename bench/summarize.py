@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns bench/run's CSV into a Markdown table of medians (min-max) with the
-ratios kmsfs/gocryptfs, kmsfs/bindfs and kmsfs/kmsfs-xts (what integrity
-costs), and a gnuplot bar chart."""
+ratios kmsfs/gocryptfs, kmsfs/securefs, kmsfs/passthrough (the FUSE ceiling)
+and kmsfs/kmsfs-xts (what integrity costs), and a gnuplot bar chart. For
+latencies (unit µs) lower is better, so their ratios are peer/kmsfs."""
 import csv, statistics, subprocess, sys
 from collections import defaultdict
 
@@ -12,21 +13,23 @@ units = {}
 for r in rows:
     values[(r["job"], r["target"])].append(float(r["value"]))
     units[r["job"]] = r["unit"]
-jobs = [j for j in ["seqwrite", "seqread", "randread1", "randread2", "randwrite", "metadata"] if any(k[0] == j for k in values)]
-targets = [t for t in ["kmsfs", "kmsfs-xts", "gocryptfs", "bindfs", "plain"] if any(k[1] == t for k in values)]
+jobs = [j for j in ["seqwrite", "seqread", "randread1", "randread2", "randwrite", "fsync", "fsync-p99", "metadata"] if any(k[0] == j for k in values)]
+targets = [t for t in ["kmsfs", "kmsfs-xts", "gocryptfs", "securefs", "passthrough", "bindfs", "plain"] if any(k[1] == t for k in values)]
+peers = ["gocryptfs", "securefs", "passthrough", "kmsfs-xts"]
 med = {k: statistics.median(v) for k, v in values.items()}
 meta = rows[0] if rows else {}
 out = [f"Run {meta.get('date','?')} · commit {meta.get('commit','?')} · {meta.get('cpu','?')} · kernel {meta.get('kernel','?')} · "
        f"{len(set(r['round'] for r in rows))} rounds, interleaved\n",
-       "| job | unit | " + " | ".join(targets) + " | kmsfs/gocryptfs | kmsfs/bindfs | kmsfs/kmsfs-xts |",
-       "|---|---|" + "---|" * len(targets) + "---|---|---|"]
+       "| job | unit | " + " | ".join(targets) + " | " + " | ".join(f"kmsfs/{p}" for p in peers) + " |",
+       "|---|---|" + "---|" * (len(targets) + len(peers))]
 for j in jobs:
     cells = []
     for t in targets:
         v = values.get((j, t))
         cells.append(f"{statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f})" if v else "–")
     k = med.get((j, "kmsfs"))
-    ratios = [f"{k / med[(j, peer)]:.2f}×" if k and med.get((j, peer)) else "–" for peer in ["gocryptfs", "bindfs", "kmsfs-xts"]]
+    better = (lambda peer: med[(j, peer)] / k) if units[j] == "µs" else (lambda peer: k / med[(j, peer)])
+    ratios = [f"{better(peer):.2f}×" if k and med.get((j, peer)) else "–" for peer in peers]
     out.append(f"| {j} | {units[j]} | " + " | ".join(cells + ratios) + " |")
 open(md_path, "w").write("\n".join(out) + "\n")
 print("\n".join(out))
@@ -35,7 +38,10 @@ with open(dat, "w") as f:
     f.write("job " + " ".join(targets) + "\n")
     for j in jobs:
         base = med.get((j, "gocryptfs")) or 1
-        f.write(j + " " + " ".join(f"{(med.get((j, t)) or 0) / base:.3f}" for t in targets) + "\n")
+        if units[j] == "µs":  # lower is better: plotted as gocryptfs / target
+            f.write(j + " " + " ".join(f"{base / med[(j, t)]:.3f}" if med.get((j, t)) else "0" for t in targets) + "\n")
+        else:
+            f.write(j + " " + " ".join(f"{(med.get((j, t)) or 0) / base:.3f}" for t in targets) + "\n")
 script = f"""set terminal png size 1000,500
 set output '{png_path}'
 set style data histograms

@@ -44,7 +44,7 @@ extension FileSystem {
         }
     }
 
-    /// fsync: the tag and ciphertext files, then the metadata (WAL checkpoint).
+    /// fsync: the tag and ciphertext files, then the metadata (a durable commit).
     /// Tags written before the sync settle after it (old unit copies stop
     /// verifying); the sync itself runs without the inode lock.
     public func fsync(_ ino: InodeNumber, dataOnly: Bool) throws {
@@ -55,13 +55,13 @@ extension FileSystem {
                 // The data is durable now; settling only narrows how long old unit copies verify.
                 do { try inode.lock.writing { try inode.data.settle(unsettled) } } catch { FuseLog.error("settling unit tags of inode \(ino): \(error)") }
             }
-            try metadata.sync(advance: !readOnly)
+            try metadata.sync(advance: !readOnly, checkpoint: false)
         }
     }
 
     /// fsyncdir and flush: metadata only.
     public func syncMetadata() throws {
-        try run("fsync metadata") { try metadata.sync(advance: !readOnly) }
+        try run("fsync metadata") { try metadata.sync(advance: !readOnly, checkpoint: false) }
     }
 
     /// Opens a handle on a file's data; the first one checks the file against

@@ -23,7 +23,7 @@ extension Catalog {
         let metaKeys = integrity ? "'schema_version', 'next_ino', 'generation'" : "'schema_version', 'next_ino'"
         try add("SELECT key FROM meta WHERE key NOT IN (\(metaKeys)) OR typeof(value) != 'integer'") { "meta key '\($0.text(0))' is not kmsfs's" }
         if integrity {
-            try add("SELECT key FROM seals WHERE key NOT IN ('counters', 'instance', 'rows') OR typeof(value) != 'blob'") { "seal '\($0.text(0))' is not kmsfs's" }
+            try add("SELECT key FROM seals WHERE key NOT IN ('counters', 'instance', 'rows', '\(SnapshotSeal.key)') OR typeof(value) != 'blob'") { "seal '\($0.text(0))' is not kmsfs's" }
         }
         // SQLite stores any type in any column: each must hold what kmsfs writes.
         let integers = MetadataSchema.inodeColumns.split(separator: ",").map { "typeof(\($0.filter { $0 != " " })) != 'integer'" }

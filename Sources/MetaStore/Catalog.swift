@@ -181,9 +181,10 @@ final class Catalog: @unchecked Sendable {
         return try transaction(body)
     }
 
-    /// A shared commit failed: its operations are gone (as in a crash). The
+    /// A shared commit (or a durable one, which may have reached the disk
+    /// all the same) failed: its operations are gone, as in a crash. The
     /// kernel still holds what they returned, so the mount serves nothing more.
-    private func lose(_ error: Error) {
+    func lose(_ error: Error) {
         if db.inTransaction { try? db.execute("ROLLBACK") }
         failure = .commitFailed(operations: groupCommit?.open ?? 0, reason: "\(error)")
         groupCommit?.open = nil
@@ -219,6 +220,12 @@ final class Catalog: @unchecked Sendable {
         try writeCountersTag(generation: generation, nextIno: stored)
     }
 
+    /// The counters' tag as the committed `seals('counters')` holds it (nil without integrity).
+    func countersTagAsStored() throws -> [UInt8]? {
+        guard rows.keys != nil else { return nil }
+        return try rows.countersTag(generation: generation, nextIno: writtenNextIno, instance: instance, root: rowRoot)
+    }
+
     /// The row root and the counters' tag over it: what a transaction that changed rows adds at its commit.
     private func writeRootSeal() throws {
         try db.query("INSERT OR REPLACE INTO seals(key, value) VALUES('rows', ?)", [.blob(rowRoot.bytes)])
@@ -238,11 +245,15 @@ final class Catalog: @unchecked Sendable {
                      [.blob(rows.countersTag(generation: generation, nextIno: stored, instance: instance, root: rowRoot))])
     }
 
-    /// A new random instance (import: the copy is another filesystem than its source).
+    /// A new random instance (import: the copy is another filesystem than its
+    /// source, and no longer the snapshot its image was sealed for).
     func renewInstance() throws {
         guard rows.keys != nil else { return }
         let fresh = try SecureRandom.bytes(16)
-        try transaction { try writeCountersTag(generation: generation, nextIno: writtenNextIno, instance: fresh) }
+        try transaction {
+            try writeCountersTag(generation: generation, nextIno: writtenNextIno, instance: fresh)
+            try db.query("DELETE FROM seals WHERE key = ?", [.text(SnapshotSeal.key)])  // (an imported image's: no snapshot any more)
+        }
         instance = fresh
     }
 

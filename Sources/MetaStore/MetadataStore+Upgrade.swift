@@ -11,9 +11,11 @@ extension MetadataStore {
     /// counters tagged at generation 1. The source must be clean: sealing an
     /// edited or damaged row would vouch for it. `wal: false` for a snapshot's
     /// image, which stays in rollback-journal mode.
-    /// `digest` gives each regular file's content digest.
+    /// `digest` gives each regular file's content digest. Returns the copy's
+    /// next inode number and counters' tag (a snapshot image's seal binds them).
+    @discardableResult
     public static func writeUpgradedCopy(of source: String, to target: String, names: NameCipher, integrity: IntegrityKeys, wal: Bool,
-                                         digest: (InodeAttributes) throws -> [UInt8]) throws {
+                                         digest: (InodeAttributes) throws -> [UInt8]) throws -> SnapshotImage {
         // A snapshot's image is frozen: opened read-only, so it stays as it is if the upgrade never commits.
         let old = try MetadataStore(path: source, names: names, create: false, readOnly: !wal)
         let problems = try old.invalidRows()
@@ -22,7 +24,7 @@ extension MetadataStore {
         }
         StoreUpgrade.removeDatabase(target)  // with the WAL of an earlier, interrupted attempt: replayed, it would corrupt this one
         let new = try MetadataStore(path: target, names: names, integrity: integrity, create: true)
-        try old.catalogLock.withLock { from in
+        return try old.catalogLock.withLock { from in
             try new.catalogLock.withLock { to in
                 let plain = RowCodec(keys: nil)
                 try to.transaction {
@@ -48,6 +50,7 @@ extension MetadataStore {
                 } else {
                     try to.db.execute("PRAGMA journal_mode=DELETE")
                 }
+                return SnapshotImage(fileIDLimit: to.nextIno, countersTag: try to.countersTagAsStored())
             }
         }
     }

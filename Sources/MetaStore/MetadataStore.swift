@@ -255,9 +255,9 @@ public final class MetadataStore: Sendable {
     }
 
     /// Writes a consistent copy of the metadata to `target` (a snapshot's
-    /// image) and returns the next inode number: every file id below it may
-    /// appear in the copy.
-    public func writeImage(to target: String) throws -> UInt64 {
+    /// image): its next inode number (every file id below it may appear in
+    /// the copy) and, with integrity, the counters' tag it holds.
+    public func writeImage(to target: String) throws -> SnapshotImage {
         try catalogLock.withLock { c in
             if let failure = c.failure { throw failure }
             try c.flushDirty()
@@ -266,15 +266,15 @@ public final class MetadataStore: Sendable {
             try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             c.durableGeneration = c.generation
             try c.db.copy(to: target)
-            return c.nextIno
+            return SnapshotImage(fileIDLimit: c.nextIno, countersTag: try c.countersTagAsStored())
         }
     }
 
-    /// The same for a store that is not open (no key needed: nothing is decrypted).
-    public static func writeImage(of path: String, to target: String) throws -> UInt64 {
-        let db = try MetadataSchema.open(path, readOnly: false)
+    /// The same for a store without integrity that is not open (no key needed: nothing is decrypted).
+    public static func writeImage(of path: String, to target: String) throws -> SnapshotImage {
+        let db = try MetadataSchema.open(path, readOnly: false, version: 1)
         try db.copy(to: target)
-        return UInt64(try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 2)
+        return SnapshotImage(fileIDLimit: UInt64(try db.scalar("SELECT value FROM meta WHERE key = 'next_ino'") ?? 2))
     }
 
     /// Calls `body` with the inode number and size of every regular file in
@@ -347,17 +347,31 @@ public final class MetadataStore: Sendable {
         }
     }
 
-    /// Makes every committed change durable (flush, then a WAL checkpoint,
-    /// which fsyncs). With integrity, the generation moves up first, so every
-    /// durable state has its own number.
+    /// Makes every committed change durable. With integrity, the generation
+    /// moves up first, so every durable state has its own number. An fsync
+    /// (`checkpoint: false`) commits that advance with synchronous=FULL: one
+    /// fsync of the WAL, which holds every earlier commit too. Otherwise (an
+    /// unmount, fsck, or a store without generations) the WAL is
+    /// checkpointed into the database, which fsyncs both.
     /// `advance: false` (fsck without --repair, read-only mounts) writes no new generation.
-    public func sync(advance: Bool = true) throws {
+    public func sync(advance: Bool = true, checkpoint: Bool = true) throws {
         try catalogLock.withLock { c in
             if let failure = c.failure { throw failure }  // (a lost commit must not pass for a sync)
             try c.flushDirty()
-            if advance { try c.advanceGeneration() }
             try c.commitShared()
-            try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if advance && c.rows.keys != nil && !checkpoint {
+                try c.db.execute("PRAGMA synchronous=FULL")
+                defer { try? c.db.execute("PRAGMA synchronous=NORMAL") }
+                // A failed fsync may leave the commit on disk all the same: the generation would be reused.
+                do { try c.transactionCommittedAtOnce { try c.advanceGeneration() } } catch {
+                    c.lose(error)
+                    throw error
+                }
+            } else {
+                if advance { try c.advanceGeneration() }
+                try c.commitShared()
+                try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            }
             c.durableGeneration = c.generation
         }
     }

@@ -1,6 +1,20 @@
+import BlockCipher
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// A snapshot's metadata image as its writer made it.
+public struct SnapshotImage: Sendable {
+    /// The next inode number of the copied store: every file id below it may appear in the copy.
+    public var fileIDLimit: UInt64
+    /// With integrity: the counters' tag the copy holds, as the writer computed it.
+    public var countersTag: [UInt8]?
+
+    public init(fileIDLimit: UInt64, countersTag: [UInt8]? = nil) {
+        self.fileIDLimit = fileIDLimit
+        self.countersTag = countersTag
+    }
+}
 
 /// Creating and deleting snapshots of one store. The caller makes sure no
 /// data write runs meanwhile: the mount daemon pauses its writers, the CLI
@@ -18,9 +32,9 @@ public struct SnapshotManager: Sendable {
 
     /// Takes a snapshot: a copy of the metadata (O(metadata)) and an empty
     /// delta directory; file data is shared until it changes.
-    /// - Parameter image: writes the metadata copy to the given path and
-    ///   returns the next inode number (the open store's, or the file's).
-    public func create(name: String, now: UInt64, image: (String) throws -> UInt64) throws -> SnapshotInfo {
+    /// - Parameter image: writes the metadata copy to the given path.
+    /// - Parameter keys: integrity on: the image is sealed to its catalog entry (`SnapshotSeal`).
+    public func create(name: String, now: UInt64, keys: IntegrityKeys?, image: (String) throws -> SnapshotImage) throws -> SnapshotInfo {
         var catalog = try SnapshotCatalog.load(paths)
         guard catalog.named(name) == nil else { throw SnapshotError.exists(name) }
         var info = SnapshotInfo(id: catalog.nextID, name: name, created: now, fileIDLimit: 0)
@@ -28,7 +42,12 @@ public struct SnapshotManager: Sendable {
         try removeTree(paths.directory(info))  // a leftover of a create that crashed before the catalog named it
         try makeDirectory(paths.directory(info))
         try makeDirectory(paths.deltaDirectory(info))
-        info.fileIDLimit = try image(paths.metadata(info))
+        let written = try image(paths.metadata(info))
+        info.fileIDLimit = written.fileIDLimit
+        if let keys {
+            guard let counters = written.countersTag else { throw MetaStoreError.posix(EINVAL) }  // (an image of a store without integrity)
+            try SnapshotSeal.write(image: paths.metadata(info), for: info, counters: counters, keys: keys)
+        }
         try syncDirectory(containing: paths.deltaDirectory(info))
         try syncDirectory(containing: paths.directory(info))
         catalog.nextID += 1

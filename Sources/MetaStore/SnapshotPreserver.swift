@@ -16,16 +16,32 @@ public final class SnapshotPreserver: Sendable {
     /// open files drop their cached delta.
     private let state = Locked<(latest: SnapshotInfo?, epoch: UInt64)>((nil, 1))
 
-    public init(storeRoot: String) throws {
+    /// With integrity, the snapshots' seals are checked: the catalog's file
+    /// id limits decide what is preserved (`SnapshotSeal`).
+    let keys: IntegrityKeys?
+
+    /// Checks every snapshot whose image is present against its seal (a mount: an edited catalog is refused).
+    public init(storeRoot: String, keys: IntegrityKeys? = nil) throws {
         paths = SnapshotPaths(storeRoot: storeRoot)
         dataDirectory = StorePaths(root: storeRoot).data
-        try reload()
+        self.keys = keys
+        let present = try presentSnapshots()
+        if let keys { for s in present { try SnapshotSeal.verify(image: paths.metadata(s), s, keys: keys) } }
+        state.withLock { $0 = (present.last, $0.epoch + 1) }
     }
 
-    /// Re-reads the catalog (after a snapshot was created or deleted).
+    /// Re-reads the catalog (after a snapshot was created or deleted). The
+    /// newest snapshot whose image is present is preserved for (a delete
+    /// that crashed after removing its snapshot's directory leaves an entry
+    /// with nothing to preserve for); with integrity, its seal is checked.
     public func reload() throws {
-        let latest = try SnapshotCatalog.load(paths).snapshots.last
+        let latest = try presentSnapshots().last
+        if let keys, let latest { try SnapshotSeal.verify(image: paths.metadata(latest), latest, keys: keys) }
         state.withLock { $0 = (latest, $0.epoch + 1) }
+    }
+
+    private func presentSnapshots() throws -> [SnapshotInfo] {
+        try SnapshotCatalog.load(paths).snapshots.filter { access(paths.metadata($0), F_OK) == 0 }
     }
 
     var current: (latest: SnapshotInfo?, epoch: UInt64) { state.withLock { $0 } }

@@ -41,9 +41,10 @@ public enum StoreUpgrade {
         for snapshot in try SnapshotCatalog.load(paths).snapshots where access(paths.metadata(snapshot), F_OK) == 0 {
             let view = DataStore(directory: store.data, cipher: keys.data, unitMAC: integrity.units, overlay: SnapshotOverlay(storeRoot: store.root, snapshot: snapshot))
             let image = paths.metadata(snapshot)
-            try MetadataStore.writeUpgradedCopy(of: image, to: image + suffix, names: keys.names, integrity: integrity, wal: false) { a in
+            let copy = try MetadataStore.writeUpgradedCopy(of: image, to: image + suffix, names: keys.names, integrity: integrity, wal: false) { a in
                 try view.snapshotContentDigest(a.ino.fileID, size: a.size)
             }
+            try SnapshotSeal.write(image: image + suffix, for: snapshot, counters: copy.countersTag ?? [], keys: integrity)
         }
         FaultInjection.crashPoint("upgrade-metadata")
         // 3. The commit point: the superblock with the integrity bit and the new key-check value.

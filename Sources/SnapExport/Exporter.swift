@@ -177,7 +177,8 @@ struct BaseReuse {
     init?(manifest: ManifestReader, snapshot: SnapshotInfo, paths: SnapshotPaths, chunkSize: Int) throws {
         let catalog = try SnapshotCatalog.load(paths)
         guard let base = catalog.named(manifest.header.snapshotName), !base.deleting,
-              base.id == manifest.header.snapshotID, base.id < snapshot.id, manifest.header.chunkSize == chunkSize else { return nil }
+              base.id == manifest.header.snapshotID, base.created == manifest.header.created,  // (an id taken again, after an edited catalog, is not the base)
+              base.id < snapshot.id, manifest.header.chunkSize == chunkSize else { return nil }
         var changed = Set<UInt64>()
         for s in catalog.snapshots where s.id >= base.id && s.id < snapshot.id {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.deltaDirectory(s))) ?? [] {

@@ -126,7 +126,7 @@ public struct BundleReader {
         var summary = ImportSummary(snapshot: manifest.header.snapshotName, filesystemUUID: manifest.header.filesystemUUID)
         let dataStore = DataStore(directory: staging.data, cipher: keys.data, unitMAC: keys.integrity?.units)
         let received = try receive(manifest, into: staging, dataStore: dataStore, keepData: true, summary: &summary, progress: enabled)
-        let metadata = try checkedMetadata(staging, keys: keys, dataStore: dataStore, received: received, summary: &summary)
+        let metadata = try checkedMetadata(staging, header: manifest.header, keys: keys, dataStore: dataStore, received: received, summary: &summary)
         // Another filesystem from now on, though with the source's UUID and keys: its own instance.
         try metadata.renewInstance()
         // The copy keeps the source's key and file ids, so its existing blocks decrypt as they are.
@@ -157,7 +157,7 @@ public struct BundleReader {
         let staging = StorePaths(root: scratch)
         let dataStore = DataStore(directory: staging.data, cipher: keys.data, unitMAC: keys.integrity?.units)
         let received = try receive(manifest, into: staging, dataStore: dataStore, keepData: false, summary: &summary, progress: enabled)
-        _ = try checkedMetadata(staging, keys: keys, dataStore: dataStore, received: received, summary: &summary)
+        _ = try checkedMetadata(staging, header: manifest.header, keys: keys, dataStore: dataStore, received: received, summary: &summary)
         return summary
     }
 
@@ -250,11 +250,17 @@ public struct BundleReader {
     /// regular file's data must give the content digest its sealed row holds.
     /// Leftovers of files that were open-but-unlinked at snapshot time are
     /// cleaned up, as a mount would.
-    private func checkedMetadata(_ staging: StorePaths, keys: FilesystemKeys, dataStore: DataStore, received: ReceivedFiles,
+    private func checkedMetadata(_ staging: StorePaths, header: ManifestHeader, keys: FilesystemKeys, dataStore: DataStore, received: ReceivedFiles,
                                  summary: inout ImportSummary) throws -> MetadataStore {
         let metadata: MetadataStore
         do { metadata = try MetadataStore(path: staging.metadata, names: keys.names, integrity: keys.integrity, create: false) } catch MetaStoreError.rowsReplaced {
             throw BundleError.corrupt("the metadata image's rows are not the ones its counters sealed (a row was replaced, added or removed)")
+        }
+        // The image must be the one sealed for the snapshot the manifest names (not another one of the filesystem, relabelled).
+        do {
+            try metadata.verifySnapshotSeal(id: header.snapshotID, name: header.snapshotName, created: header.created, limit: nil)
+        } catch MetaStoreError.tampered(let what) {
+            throw BundleError.corrupt("the metadata image is not the one sealed for this snapshot: \(what)")
         }
         let invalid = try metadata.invalidRows()
         guard invalid.isEmpty else {

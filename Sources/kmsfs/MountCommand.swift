@@ -141,7 +141,8 @@ struct MountCommand: ParsableCommand {
         let anchor = try metadata.hasIntegrity ? AnchorKeeper(RollbackAnchor(home: home, superblock: superblock, name: name),
                                                               remote: vaultAnchor(manager, home: home, superblock: superblock, metadata: metadata), metadata: metadata) : nil
         try anchor?.check(accept: acceptRollback)
-        let preserver = try SnapshotPreserver(storeRoot: store.root)
+        // The catalog's file id limits decide what is preserved for each snapshot: they must be the sealed ones.
+        let preserver = try SnapshotPreserver(storeRoot: store.root, keys: keys.integrity)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: preserver,
                                                                                    metadata: metadata),
                                     storeRoot: store.root, readOnly: readOnly)
@@ -163,7 +164,8 @@ struct MountCommand: ParsableCommand {
         let report = MountStatus(name: name, store: store, superblock: superblock,
                                  unlockedBy: "\(reference.type.rawValue) \(reference.keyIdentifier)" + (reference.address.isEmpty ? "" : " (\(reference.address))"),
                                  mountpoint: mountpoint, readOnly: readOnly, fileSystem: fileSystem)
-        try SnapshotRequests.serve(store: store, superblock: superblock, fileSystem: fileSystem, metadata: metadata, preserver: preserver, anchor: anchor) { report.answer() }
+        try SnapshotRequests.serve(store: store, superblock: superblock, keys: keys, fileSystem: fileSystem, metadata: metadata, preserver: preserver,
+                                   anchor: anchor) { report.answer() }
         if let metrics { report.startMetricsFile(metrics) }
         if notify { Daemon.report(.ready) }
         if !readOnly {
@@ -210,6 +212,7 @@ extension MountCommand {
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
         let (_, keys, _) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "snapshot-mount \(name)")
         let metadata = try MetadataStore(path: manager.paths.metadata(info), names: keys.names, integrity: keys.integrity, create: false, readOnly: true)
+        try metadata.verifySnapshotSeal(id: info.id, name: info.name, created: info.created, limit: info.fileIDLimit)
         let overlay = SnapshotOverlay(storeRoot: store.root, snapshot: info)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, overlay: overlay),
                                     storeRoot: store.root, readOnly: true)

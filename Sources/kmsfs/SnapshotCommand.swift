@@ -35,10 +35,16 @@ struct SnapshotCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Take a snapshot (also while mounted and written: writes pause for the metadata copy; no file data is copied).")
         @OptionGroup var target: Target
+        @Option(help: "Passphrase file, for an unmounted filesystem created with --passphrase-file ($KMSFS_PASSPHRASE also works).")
+        var passphraseFile: String?
 
         func run() throws {
             try userErrors {
-                let info = try SnapshotRequests.create(target.snapshot, store: try target.existingStore())
+                let store = try target.existingStore()
+                let info = try SnapshotRequests.create(target.snapshot, store: store) {
+                    try Unlock.open(store, home: target.homeOptions.resolved, passphrase: try SecretInput.passphrase(file: passphraseFile),
+                                    purpose: "snapshot-create \(target.snapshot)").1
+                }
                 writeStdout("created snapshot \(info.name) of \(target.filesystem) (id \(info.id))\n")
             }
         }

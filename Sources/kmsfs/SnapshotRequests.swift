@@ -1,3 +1,4 @@
+import BlockCipher
 import Foundation
 import FuseFrontend
 import MetaStore
@@ -8,7 +9,9 @@ import Glibc
 
 /// Snapshot create and delete, wherever the filesystem is: done by its mount
 /// daemon (which pauses its writers) when mounted, else directly under the
-/// store lock. Either way no KMS is needed: nothing is decrypted.
+/// store lock. Nothing is decrypted; with integrity a new snapshot's image is
+/// sealed to its catalog entry (`SnapshotSeal`), so an unmounted filesystem's
+/// key is unwrapped for it.
 enum SnapshotRequests {
     static let createVerb = "snapshot-create"
     static let deleteVerb = "snapshot-delete"
@@ -18,8 +21,8 @@ enum SnapshotRequests {
     /// Called by the mount daemon: answers requests on the control channel
     /// (snapshot create and delete, `scrub`, and `status`, answered by `status`).
     /// `anchor` moves the rollback anchor after a snapshot (which advances the generation).
-    static func serve(store: StorePaths, superblock: Superblock, fileSystem: FileSystem, metadata: MetadataStore, preserver: SnapshotPreserver,
-                      anchor: AnchorKeeper?, status: @escaping @Sendable () -> String) throws {
+    static func serve(store: StorePaths, superblock: Superblock, keys: FilesystemKeys, fileSystem: FileSystem, metadata: MetadataStore,
+                      preserver: SnapshotPreserver, anchor: AnchorKeeper?, status: @escaping @Sendable () -> String) throws {
         let manager = SnapshotManager(store: store)
         try ControlChannel.serve(storeRoot: store.root) { verb, argument in
             do {
@@ -35,7 +38,7 @@ enum SnapshotRequests {
                     var id: UInt32 = 0
                     try paused {
                         try fileSystem.sealForSnapshot()
-                        id = try manager.create(name: argument, now: UInt64(time(nil))) { try metadata.writeImage(to: $0) }.id
+                        id = try manager.create(name: argument, now: UInt64(time(nil)), keys: keys.integrity) { try metadata.writeImage(to: $0) }.id
                     }
                     try anchor?.advance(force: true)
                     return .success("\(id)")
@@ -58,8 +61,9 @@ enum SnapshotRequests {
         }
     }
 
-    /// Takes a snapshot of filesystem `name`'s store.
-    static func create(_ snapshot: String, store: StorePaths) throws -> SnapshotInfo {
+    /// Takes a snapshot of filesystem `name`'s store; `unlock` gives its
+    /// keys when it is not mounted and has integrity.
+    static func create(_ snapshot: String, store: StorePaths, unlock: () throws -> FilesystemKeys) throws -> SnapshotInfo {
         let manager = SnapshotManager(store: store)
         try onStore(store, createVerb, snapshot) {
             // Without the key, the content digests the image must hold can only come from a clean unmount.
@@ -68,7 +72,15 @@ enum SnapshotRequests {
                 throw UserFacingError("the filesystem was not unmounted cleanly: \(waiting) file(s) have no sealed content digest for the snapshot to hold",
                                       hint: "mount and unmount it once (or take the snapshot while it is mounted)", exitCode: ExitCodes.usage)
             }
-            _ = try manager.create(name: snapshot, now: UInt64(time(nil))) { try MetadataStore.writeImage(of: store.metadata, to: $0) }
+            let now = UInt64(time(nil))
+            guard try SuperblockFile.read(store.superblock).hasIntegrity else {
+                _ = try manager.create(name: snapshot, now: now, keys: nil) { try MetadataStore.writeImage(of: store.metadata, to: $0) }
+                return
+            }
+            // With integrity the store is opened as a mount would (every row verified) and the image sealed.
+            let keys = try unlock()
+            let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false, exclusive: true)
+            _ = try manager.create(name: snapshot, now: now, keys: keys.integrity) { try metadata.writeImage(to: $0) }
         }
         return try named(snapshot, manager: manager)
     }

@@ -28,6 +28,7 @@ import Testing
         let events = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]] ?? []
         let summary = events.map { "\($0["event"] ?? "") \($0["filesystem"] ?? "") \($0["purpose"] ?? "")".trimmingCharacters(in: .whitespaces) }
         let expected = ["create demo", "create p", "unwrap demo mount", "unwrap-failed p mount", "unwrap p mount", "unwrap demo fsck",
+                        "unwrap demo snapshot-create s1",
                         "unwrap copy import", "import copy", "delete copy"]
         #expect(summary == expected, "\(summary)")
         #expect(events.map { $0["seq"] as? Int ?? 0 } == Array(1...events.count))

@@ -54,6 +54,62 @@ import Glibc
         }
     }
 
+    /// The catalog is a text file beside the images: each image is sealed to
+    /// its entry (docs/FORMAT.md "Snapshot seals").
+    @Test("an edited snapshot catalog (names swapped, a file id limit lowered), an image moved under another snapshot or stripped of its seal, and a relabelled export are refused (exit 65); the genuine ones work")
+    func catalogAttacks() throws {
+        guard Harness.fuseAvailable() else { return }
+        let t = try Snapshotted()  // s1 taken unmounted (its key unwrapped for the seal)
+        let s = t.s
+        try s.box.mount()
+        var r = try s.box.kmsfs("snapshot", "create", "demo", "s2")  // taken by the mount daemon
+        try #require(r.status == 0, "snapshot create s2: \(r.stderr)")
+        try s.box.umount()
+        let catalog = s.box.store + "/snapshots/catalog"
+        let genuine = try String(contentsOfFile: catalog, encoding: .utf8)
+        func edit(_ change: (String) -> String) throws { try change(genuine).write(toFile: catalog, atomically: false, encoding: .utf8) }
+        func expectRefused(_ what: String) throws {
+            let view = try s.box.kmsfs("snapshot", "mount", "demo", "s1", t.view)
+            #expect(view.status == 65 && view.stderr.contains("seal"), "\(what): the view: \(view.status) \(view.stderr)")
+            if view.status == 0 { try? s.box.umount(t.view) }
+            let live = try s.box.kmsfs("mount", "demo", s.box.mountpoint)
+            #expect(live.status == 65 && live.stderr.contains("seal"), "\(what): the live mount: \(live.status) \(live.stderr)")
+            if live.status == 0 { try? s.box.umount() }
+        }
+        // Names swapped: the view named s1 would show s2's image.
+        try edit { $0.replacingOccurrences(of: " s1\n", with: " sX\n").replacingOccurrences(of: " s2\n", with: " s1\n").replacingOccurrences(of: " sX\n", with: " s2\n") }
+        try expectRefused("names swapped")
+        // Relabelled export: s2's image exported under the name s1, then imported.
+        let bundle = s.box.root + "/relabelled"
+        #expect(try s.box.kmsfs("snapshot", "export", "demo", "s1", bundle).status == 0)
+        r = try s.box.kmsfs("snapshot", "import", bundle, "victim")
+        #expect(r.status == 65 && r.stderr.contains("not the one sealed for this snapshot"), "\(r.status) \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: s.box.home + "/filesystems/victim"))
+        // s1's file id limit lowered: later changes of older files would no longer be preserved for it.
+        let fields = genuine.split(separator: "\n")[1].split(separator: " ")
+        try edit { $0.replacingOccurrences(of: "\n\(fields[0]) \(fields[1]) \(fields[2]) ", with: "\n\(fields[0]) \(fields[1]) 2 ") }
+        try expectRefused("a lowered file id limit")
+        try edit { $0 }
+        // s2's image (with its seal) copied over s1's.
+        let image1 = s.box.store + "/snapshots/00000001/meta.db", saved = s.box.root + "/image1"
+        #expect(try Harness.run("/bin/cp", [image1, saved]).status == 0)
+        #expect(try Harness.run("/bin/cp", [s.box.store + "/snapshots/00000002/meta.db", image1]).status == 0)
+        try expectRefused("an image moved under another snapshot")
+        // s1's own image without its seal.
+        #expect(try Harness.run("/bin/cp", [saved, image1]).status == 0)
+        #expect(try Harness.run("/usr/bin/sqlite3", [image1, "DELETE FROM seals WHERE key = 'snapshot'"]).status == 0)
+        try expectRefused("a seal stripped")
+        // The genuine store: the view reads s1's a, the live mount works, the genuine export imports.
+        #expect(try Harness.run("/bin/cp", [saved, image1]).status == 0)
+        try t.withView { #expect(t.read("a", count: s.a.count) == .bytes(s.a)) }
+        try s.box.mount()
+        try s.box.umount()
+        let good = s.box.root + "/genuine"
+        #expect(try s.box.kmsfs("snapshot", "export", "demo", "s1", good).status == 0)
+        r = try s.box.kmsfs("snapshot", "import", good, "copy")
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+
     @Test("a snapshot view: a flipped byte in a delta unit, a newer copy of the unit put in the delta, or a changed live unit of an unchanged file make that file EIO; the rest reads back")
     func viewAttacks() throws {
         guard Harness.fuseAvailable() else { return }

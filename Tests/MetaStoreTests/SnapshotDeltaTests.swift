@@ -37,12 +37,12 @@ struct SnapshotDeltaTests {
         /// Takes a snapshot with an empty metadata image whose file id limit is `limit`.
         @discardableResult
         func snapshot(_ name: String, limit: UInt64) throws -> SnapshotInfo {
-            let info = try manager.create(name: name, now: 1) { path in
+            let info = try manager.create(name: name, now: 1, keys: nil) { path in
                 let empty = path + ".new"
                 _ = try MetadataStore(path: empty, names: keys.names, create: true)
                 _ = try MetadataStore.writeImage(of: empty, to: path)
                 for suffix in ["", "-wal", "-shm"] { unlink(empty + suffix) }
-                return limit
+                return SnapshotImage(fileIDLimit: limit)
             }
             try preserver.reload()
             return info
