@@ -92,6 +92,9 @@ final class Catalog: @unchecked Sendable {
     var onBatchOpen: (() -> Void)?
     /// Why a shared commit failed; from then on every call fails with it.
     private(set) var failure: MetaStoreError?
+    /// Whether anything was committed since the last sync made the store
+    /// durable (an fdatasync with nothing to make durable writes nothing).
+    var committedSinceSync = false
 
     /// A write transaction; inside one, a nested call joins it. On commit a
     /// changed row root is stored with the counters' tag, in the same
@@ -111,6 +114,7 @@ final class Catalog: @unchecked Sendable {
                 return result
             }
             committedRoot = rowRoot
+            committedSinceSync = true
             return result
         } catch {
             dropCache()
@@ -168,6 +172,7 @@ final class Catalog: @unchecked Sendable {
         }
         groupCommit?.open = nil
         committedRoot = rowRoot
+        committedSinceSync = true
     }
 
     /// Runs `body` as a transaction of its own, committed when it returns

@@ -241,8 +241,18 @@ public final class DataFile: @unchecked Sendable {
 
     /// fdatasync (or fsync) of the tag file and the ciphertext file.
     public func sync(dataOnly: Bool) throws {
+        try syncTags()
+        try syncUnits(dataOnly: dataOnly)
+    }
+
+    /// fdatasync of the tag file. The two files' syncs may run at once (an
+    /// fsync does): each unit's record holds its old and new tag, so either
+    /// file may reach the disk first.
+    public func syncTags() throws { try tags?.sync() }
+
+    /// fdatasync (or fsync) of the ciphertext file.
+    public func syncUnits(dataOnly: Bool) throws {
         if let injected = FaultInjection.failure(.fsync) { throw MetaStoreError.io(operation: "fsync", path: path, errno: injected) }
-        try tags?.sync()
         guard fd >= 0 else { return }  // never written, or inline: nothing of it is in a data file
         guard (dataOnly ? fdatasync(fd) : fsync(fd)) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
     }

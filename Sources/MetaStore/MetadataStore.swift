@@ -265,6 +265,7 @@ public final class MetadataStore: Sendable {
             try c.commitShared()
             try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             c.durableGeneration = c.generation
+            c.committedSinceSync = false
             try c.db.copy(to: target)
             return SnapshotImage(fileIDLimit: c.nextIno, countersTag: try c.countersTagAsStored())
         }
@@ -352,13 +353,17 @@ public final class MetadataStore: Sendable {
     /// (`checkpoint: false`) commits that advance with synchronous=FULL: one
     /// fsync of the WAL, which holds every earlier commit too. Otherwise (an
     /// unmount, fsck, or a store without generations) the WAL is
-    /// checkpointed into the database, which fsyncs both.
+    /// checkpointed into the database, which fsyncs both. `dataOnly` (an
+    /// fdatasync) leaves pending timestamps in memory, and when nothing was
+    /// committed since the last sync there is nothing to make durable: no
+    /// new generation, no write.
     /// `advance: false` (fsck without --repair, read-only mounts) writes no new generation.
-    public func sync(advance: Bool = true, checkpoint: Bool = true) throws {
+    public func sync(advance: Bool = true, checkpoint: Bool = true, dataOnly: Bool = false) throws {
         try catalogLock.withLock { c in
             if let failure = c.failure { throw failure }  // (a lost commit must not pass for a sync)
-            try c.flushDirty()
+            if !dataOnly { try c.flushDirty() }
             try c.commitShared()
+            if dataOnly && !c.committedSinceSync { return }
             if advance && c.rows.keys != nil && !checkpoint {
                 try c.db.execute("PRAGMA synchronous=FULL")
                 defer { try? c.db.execute("PRAGMA synchronous=NORMAL") }
@@ -373,6 +378,7 @@ public final class MetadataStore: Sendable {
                 try c.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             }
             c.durableGeneration = c.generation
+            c.committedSinceSync = false
         }
     }
 
