@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Turns bench/run's CSV into a Markdown table of medians (min-max) with the
-ratios kmsfs/gocryptfs, kmsfs/securefs, kmsfs/passthrough (the FUSE ceiling)
-and kmsfs/kmsfs-xts (what integrity costs), and a gnuplot bar chart. For
-latencies (unit µs) lower is better, so their ratios are peer/kmsfs."""
+"""Turns bench/run's (or bench/workload's) CSV into a Markdown table of
+medians (min-max) with the ratios kmsfs/gocryptfs, kmsfs/securefs,
+kmsfs/passthrough (the FUSE ceiling) and kmsfs/kmsfs-xts (what integrity
+costs), and a gnuplot bar chart. For latencies and durations (units µs and
+s) lower is better, so their ratios are peer/kmsfs: above 1 kmsfs is ahead."""
 import csv, statistics, subprocess, sys
 from collections import defaultdict
 
@@ -13,7 +14,9 @@ units = {}
 for r in rows:
     values[(r["job"], r["target"])].append(float(r["value"]))
     units[r["job"]] = r["unit"]
-jobs = [j for j in ["seqwrite", "seqread", "randread1", "randread2", "randwrite", "fsync", "fsync-p99", "metadata"] if any(k[0] == j for k in values)]
+order = ["seqwrite", "seqread", "randread1", "randread2", "randwrite", "fsync", "fsync-p99", "metadata", "clone", "untar", "status", "sqlite", "rm"]
+jobs = [j for j in order if any(k[0] == j for k in values)] + sorted({k[0] for k in values} - set(order))
+lower_is_better = {"µs", "s"}
 targets = [t for t in ["kmsfs", "kmsfs-xts", "gocryptfs", "securefs", "passthrough", "bindfs", "plain"] if any(k[1] == t for k in values)]
 peers = ["gocryptfs", "securefs", "passthrough", "kmsfs-xts"]
 med = {k: statistics.median(v) for k, v in values.items()}
@@ -26,9 +29,10 @@ for j in jobs:
     cells = []
     for t in targets:
         v = values.get((j, t))
-        cells.append(f"{statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f})" if v else "–")
+        digits = 1 if units[j] == "s" else 0
+        cells.append(f"{statistics.median(v):.{digits}f} ({min(v):.{digits}f}–{max(v):.{digits}f})" if v else "–")
     k = med.get((j, "kmsfs"))
-    better = (lambda peer: med[(j, peer)] / k) if units[j] == "µs" else (lambda peer: k / med[(j, peer)])
+    better = (lambda peer: med[(j, peer)] / k) if units[j] in lower_is_better else (lambda peer: k / med[(j, peer)])
     ratios = [f"{better(peer):.2f}×" if k and med.get((j, peer)) else "–" for peer in peers]
     out.append(f"| {j} | {units[j]} | " + " | ".join(cells + ratios) + " |")
 open(md_path, "w").write("\n".join(out) + "\n")
@@ -38,7 +42,7 @@ with open(dat, "w") as f:
     f.write("job " + " ".join(targets) + "\n")
     for j in jobs:
         base = med.get((j, "gocryptfs")) or 1
-        if units[j] == "µs":  # lower is better: plotted as gocryptfs / target
+        if units[j] in lower_is_better:  # plotted as gocryptfs / target
             f.write(j + " " + " ".join(f"{base / med[(j, t)]:.3f}" if med.get((j, t)) else "0" for t in targets) + "\n")
         else:
             f.write(j + " " + " ".join(f"{(med.get((j, t)) or 0) / base:.3f}" for t in targets) + "\n")

@@ -100,11 +100,11 @@ public final class DataFile: @unchecked Sendable {
         let first = offset / UInt64(Self.unit)
         let last = (end - 1) / UInt64(Self.unit)
         let units = Int(last - first + 1)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: units * Self.unit, alignment: Self.unit)
-        defer { buffer.deallocate() }
-        try readUnits(into: buffer, first: first)
-        let skip = Int(offset - first * UInt64(Self.unit))
-        return try body(UnsafeRawBufferPointer(rebasing: buffer[skip..<skip + Int(end - offset)]))
+        return try UnitBuffers.with(byteCount: units * Self.unit) { buffer in
+            try readUnits(into: buffer, first: first)
+            let skip = Int(offset - first * UInt64(Self.unit))
+            return try body(UnsafeRawBufferPointer(rebasing: buffer[skip..<skip + Int(end - offset)]))
+        }
     }
 
     /// Writes plaintext at `offset`, read-modify-writing partial units at either end.
@@ -123,8 +123,13 @@ public final class DataFile: @unchecked Sendable {
         let first = offset / UInt64(Self.unit)
         let last = (end - 1) / UInt64(Self.unit)
         let units = Int(last - first + 1)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: units * Self.unit, alignment: Self.unit)
-        defer { buffer.deallocate() }
+        try UnitBuffers.with(byteCount: units * Self.unit) { buffer in try write(units: units, first: first, last: last, offset: offset, data: data, fileSize: fileSize, into: buffer) }
+    }
+
+    /// The body of `write`: `buffer` holds units `first...last`.
+    private func write(units: Int, first: UInt64, last: UInt64, offset: UInt64, data: UnsafeRawBufferPointer, fileSize: UInt64,
+                       into buffer: UnsafeMutableRawBufferPointer) throws {
+        let end = offset + UInt64(data.count)
         let headPartial = offset % UInt64(Self.unit) != 0
         let tailPartial = end % UInt64(Self.unit) != 0 && end < fileSize
         // Only units that exist (start below the old size) need their old contents.

@@ -94,7 +94,8 @@ enum FuseDevice {
         // The backtracer writes to the log and ends with this line (the daemon itself may live on:
         // a signal sent from outside does not fault again when the handler returns).
         let logPath = box.home + "/logs/demo.log"
-        for _ in 0..<100 where !((try? String(contentsOfFile: logPath, encoding: .utf8))?.contains("Backtrace took") ?? false) { usleep(100_000) }
+        // (Up to 30 s: symbolicating takes seconds when the rest of the suite loads both cores.)
+        for _ in 0..<300 where !((try? String(contentsOfFile: logPath, encoding: .utf8))?.contains("Backtrace took") ?? false) { usleep(100_000) }
         kill(pid, SIGKILL)
         let log = try String(contentsOfFile: logPath, encoding: .utf8)
         #expect(log.contains("crashed"), "the backtracer ran: \(log.suffix(400))")
