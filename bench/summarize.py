@@ -29,7 +29,7 @@ for j in jobs:
     cells = []
     for t in targets:
         v = values.get((j, t))
-        digits = 1 if units[j] == "s" else 0
+        digits = 2 if units[j] == "s" else 0
         cells.append(f"{statistics.median(v):.{digits}f} ({min(v):.{digits}f}–{max(v):.{digits}f})" if v else "–")
     k = med.get((j, "kmsfs"))
     better = (lambda peer: med[(j, peer)] / k) if units[j] in lower_is_better else (lambda peer: k / med[(j, peer)])
