@@ -45,7 +45,7 @@ extension FileSystem {
         }
     }
 
-    /// fsync: the tag and ciphertext files, then the metadata (a durable commit).
+    /// fsync: the tag and ciphertext files and the metadata (a durable commit).
     /// Tags written before the sync settle after it (old unit copies stop
     /// verifying); the sync itself runs without the inode lock. The three
     /// syncs (tag file, ciphertext file, metadata) run at once: none needs
@@ -72,7 +72,7 @@ extension FileSystem {
         }
     }
 
-    /// fsyncdir and flush: metadata only.
+    /// fsyncdir: metadata only.
     public func syncMetadata() throws {
         try run("fsync metadata") { try metadata.sync(advance: !readOnly, checkpoint: false) }
     }

@@ -124,7 +124,9 @@ public struct SnapshotManager: Sendable {
     /// metadata copy, which passes SQLite's integrity check; every delta file
     /// has a valid header for its file id. Directories no catalog entry names
     /// (left by a create that crashed) are strays; `repair` removes them.
-    public func check(repair: Bool, into report: inout ConsistencyReport) {
+    /// With `keys` (integrity on), each present image's seal must match its
+    /// catalog entry (`SnapshotSeal`): a mismatch is tampering, never repaired.
+    public func check(repair: Bool, keys: IntegrityKeys? = nil, into report: inout ConsistencyReport) {
         let catalog: SnapshotCatalog
         do { catalog = try SnapshotCatalog.load(paths) } catch {
             report.problems.append("snapshot catalog: \(error)")
@@ -144,6 +146,12 @@ public struct SnapshotManager: Sendable {
             } catch {
                 report.problems.append("snapshot \(s.name): metadata copy: \(error)")
                 report.unrepairable.append("snapshot \(s.name) is damaged; delete it")
+            }
+            if let keys, access(paths.metadata(s), F_OK) == 0 {
+                do { try SnapshotSeal.verify(image: paths.metadata(s), s, keys: keys) } catch {
+                    report.problems.append("tampered: \(error)")
+                    report.unrepairable.append("the snapshot catalog or snapshot \(s.name)'s image was edited; restore the store from a snapshot export")
+                }
             }
             for id in (try? deltaFileIDs(s)) ?? [] where access(paths.delta(s, id), F_OK) == 0 {
                 do { _ = try DeltaWriter.openExisting(path: paths.delta(s, id), fileID: id) } catch {

@@ -37,7 +37,7 @@ struct FsckCommand: ParsableCommand {
             // With the preserver, repairs that delete data (orphans, strays) keep what snapshots still need.
             let data = DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: try SnapshotPreserver(storeRoot: store.root))
             var report = try metadata.check(repair: repair, data: data)
-            SnapshotManager(store: store).check(repair: repair, into: &report)
+            SnapshotManager(store: store).check(repair: repair, keys: keys.integrity, into: &report)
             try metadata.sync(advance: repair)
             withExtendedLifetime(lock) {}
             let left = repair ? report.unrepairable : report.problems

@@ -75,6 +75,8 @@ import Glibc
             let live = try s.box.kmsfs("mount", "demo", s.box.mountpoint)
             #expect(live.status == 65 && live.stderr.contains("seal"), "\(what): the live mount: \(live.status) \(live.stderr)")
             if live.status == 0 { try? s.box.umount() }
+            let fsck = try s.box.kmsfs("fsck", "demo")
+            #expect(fsck.status != 0 && fsck.stdout.contains("tampered"), "\(what): fsck: \(fsck.status) \(fsck.stdout)\(fsck.stderr)")
         }
         // Names swapped: the view named s1 would show s2's image.
         try edit { $0.replacingOccurrences(of: " s1\n", with: " sX\n").replacingOccurrences(of: " s2\n", with: " s1\n").replacingOccurrences(of: " sX\n", with: " s2\n") }
