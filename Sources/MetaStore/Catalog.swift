@@ -186,6 +186,15 @@ final class Catalog: @unchecked Sendable {
         return try transaction(body)
     }
 
+    /// `transactionCommittedAtOnce` with synchronous=FULL: on disk (the WAL
+    /// fsync'ed, with every earlier commit in it) when it returns.
+    func transactionCommittedDurably<R>(_ body: () throws -> R) throws -> R {
+        try commitShared()  // (the pragma cannot change inside a transaction)
+        try db.execute("PRAGMA synchronous=FULL")
+        defer { try? db.execute("PRAGMA synchronous=NORMAL") }
+        return try transactionCommittedAtOnce(body)
+    }
+
     /// A shared commit (or a durable one, which may have reached the disk
     /// all the same) failed: its operations are gone, as in a crash. The
     /// kernel still holds what they returned, so the mount serves nothing more.

@@ -180,10 +180,7 @@ public final class MetadataStore: Sendable {
             a.contentDigest = nil
             // Durable before any record changes: a power loss must not leave the
             // old digest beside a changed tag file (the file would not open).
-            try c.commitShared()
-            try c.db.execute("PRAGMA synchronous=FULL")
-            defer { try? c.db.execute("PRAGMA synchronous=NORMAL") }
-            try c.transactionCommittedAtOnce { try c.store(a) }
+            try c.transactionCommittedDurably { try c.store(a) }
         }
     }
 
@@ -365,10 +362,8 @@ public final class MetadataStore: Sendable {
             try c.commitShared()
             if dataOnly && !c.committedSinceSync { return }
             if advance && c.rows.keys != nil && !checkpoint {
-                try c.db.execute("PRAGMA synchronous=FULL")
-                defer { try? c.db.execute("PRAGMA synchronous=NORMAL") }
                 // A failed fsync may leave the commit on disk all the same: the generation would be reused.
-                do { try c.transactionCommittedAtOnce { try c.advanceGeneration() } } catch {
+                do { try c.transactionCommittedDurably { try c.advanceGeneration() } } catch {
                     c.lose(error)
                     throw error
                 }

@@ -40,7 +40,7 @@ public enum SnapshotSeal {
         try db.query("SELECT value FROM seals WHERE key = 'counters'") { counters = $0.blob(0) }
         let what = "snapshot \(name) (id \(id))"
         guard sealed.count == 8 + RowCodec.tagByteCount else { throw MetaStoreError.tampered(what: "\(what): its image has no snapshot seal") }
-        let sealedLimit = sealed[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        let sealedLimit = u64(sealed, 0)
         let expected = try tag(keys: keys, id: id, name: name, created: created, limit: sealedLimit, counters: counters)
         guard MessageAuthenticator.equal(expected, Array(sealed[8...])), limit == nil || limit == sealedLimit else {
             throw MetaStoreError.tampered(what: "\(what): the catalog entry (id, name, creation time, file id limit) is not the one its image was sealed with")
