@@ -36,6 +36,11 @@ public final class KeyMaterial: @unchecked Sendable {
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try body(UnsafeRawBufferPointer(start: pointer, count: count))
     }
+
+    /// Constant-time comparison (CRYPTO_memcmp), without copying either secret.
+    public func constantTimeEquals(_ other: KeyMaterial) -> Bool {
+        count == other.count && CRYPTO_memcmp(pointer, other.pointer, count) == 0
+    }
 }
 
 /// Overwrites a transient byte array that held a secret (OPENSSL_cleanse).
