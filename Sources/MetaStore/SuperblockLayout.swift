@@ -24,7 +24,8 @@ enum SuperblockLayout {
     static let keyCheckOffset = 64
     static let kmsLengthOffset = 96
     static let wrappedLengthOffset = 98
-    static let reserved100Offset = 100
+    /// With feature 0x4: the keyslot table's length (u16); bytes 102..<112 stay reserved.
+    static let keyslotTableLengthOffset = 100
     /// Start of the variable part: KMS reference, then wrapped key, then SHA-256.
     static let variableOffset = 112
     static let checksumSize = 32
@@ -40,7 +41,14 @@ enum SuperblockLayout {
     /// an authenticated generation. Only with 0x1; the key-check value is
     /// derived under the integrity name, so clearing this bit fails the key check.
     static let incompatIntegrity: UInt32 = 0x2
+    /// Incompatible feature 0x4: keyslots (docs/FORMAT.md "Keyslots"): the
+    /// variable part is a table of named wraps (whole secrets or Shamir shares)
+    /// instead of one KMS reference and one envelope. Set by the encoder when
+    /// the slots need it, never kept in `Superblock.incompatFeatures`.
+    static let incompatKeyslots: UInt32 = 0x4
+    /// Most keyslots one superblock holds (they must also fit the 4096-byte slot).
+    static let maxKeyslots = 16
     /// Feature bits this version understands.
-    static let knownIncompat: UInt32 = incompatBoundKeyCheck | incompatIntegrity
+    static let knownIncompat: UInt32 = incompatBoundKeyCheck | incompatIntegrity | incompatKeyslots
     static let knownRoCompat: UInt32 = 0
 }
