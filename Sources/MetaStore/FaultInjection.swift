@@ -7,7 +7,7 @@ import Glibc
 /// `KMSFS_FAULT=OP:ERRNO:AFTER` (OP read, write or fsync), every OP on a
 /// ciphertext file after the first AFTER fails with ERRNO, as a failing disk
 /// would. Release builds compile it to nothing.
-enum FaultInjection {
+public enum FaultInjection {
     enum Operation: String { case read, write, fsync }
 
     #if DEBUG
@@ -36,12 +36,12 @@ enum FaultInjection {
     /// With `KMSFS_CRASH_AT=POINT[:N]`, the process kills itself with SIGKILL
     /// (as `kill -9` would) the Nth time it reaches `point`: the crash tests of
     /// multi-step changes (fs upgrade) stop exactly between two steps.
-    static func crashPoint(_ point: String) {
+    public static func crashPoint(_ point: String) {
         guard let crashSpec, crashSpec.point == point else { return }
         if crashCount.withLock({ c -> Int in c += 1; return c }) >= crashSpec.at { kill(getpid(), SIGKILL) }
     }
     #else
     @inline(__always) static func failure(_ operation: Operation) -> Int32? { nil }
-    @inline(__always) static func crashPoint(_ point: String) {}
+    @inline(__always) public static func crashPoint(_ point: String) {}
     #endif
 }

@@ -9,7 +9,9 @@ import Glibc
 /// Detaching the mount daemon: the parent re-runs itself with
 /// KMSFS_DAEMON_CHILD=1 and waits on the child's stdout for one line,
 /// "READY" or "ERROR <code> <message>", so the user's `kmsfs mount` exits
-/// with the real outcome. The child logs to <home>/logs/<name>.log.
+/// with the real outcome; "NOTE <message>" lines before it are warnings the
+/// user should see (a passkey that did not answer). The child logs to
+/// <home>/logs/<name>.log.
 enum Daemon {
     enum Outcome {
         case ready
@@ -48,8 +50,12 @@ enum Daemon {
         }
         wipe(&secrets)
         try? secretPipe.fileHandleForWriting.close()
-        let data = pipe.fileHandleForReading.readDataToEndOfFileOrLine()
-        let line = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        var line = ""
+        repeat {
+            let data = pipe.fileHandleForReading.readDataToEndOfFileOrLine()
+            line = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.hasPrefix("NOTE ") { writeStderr("kmsfs: \(line.dropFirst(5))\n") }
+        } while line.hasPrefix("NOTE ")
         if line == "READY" { return }
         if line.hasPrefix("ERROR ") {
             let rest = line.dropFirst(6)
@@ -59,6 +65,11 @@ enum Daemon {
             throw ExitCode(code)
         }
         throw UserFacingError("the mount daemon exited before the mount was ready", hint: "see \(logPath)", exitCode: ExitCodes.mountFailed)
+    }
+
+    /// Called in the child before `report`: a warning the waiting parent prints.
+    static func note(_ message: String) {
+        writeStdout("NOTE \(message.replacingOccurrences(of: "\n", with: " "))\n")
     }
 
     /// Called in the child: tells the waiting parent the outcome, then detaches stdout.

@@ -11,16 +11,14 @@ import Glibc
 enum FilesystemCreator {
     /// - Parameter integrity: tag data units, seal the metadata and anchor the
     ///   generation (docs/FORMAT.md "Integrity"); false makes an XTS-only filesystem.
-    static func create(store: StorePaths, manager: any KeyManager, integrity: Bool) throws -> Superblock {
+    /// - Parameter wrap: the keyslots (and threshold) for the new master secret and UUID.
+    static func create(store: StorePaths, integrity: Bool, wrap: (KeyMaterial, _ uuid: [UInt8]) throws -> (slots: [Keyslot], threshold: UInt8)) throws -> Superblock {
         let uuid = try newUUID()
         let master = try FilesystemKeys.newMasterSecret()
         let keys = try FilesystemKeys(masterSecret: master, boundTo: uuid, integrity: integrity)
-        let wrapped = try master.withUnsafeBytes { try manager.wrap(KeyMaterial(copying: $0), context: WrapContext(filesystemUUID: uuid)) }
-        let reference = manager.reference
+        let (slots, threshold) = try wrap(master.withUnsafeBytes { KeyMaterial(copying: $0) }, uuid)
         let superblock = Superblock.bound(uuid: uuid, createdAt: UInt64(time(nil)), keyCheckValue: keys.keyCheckValue,
-                                    kms: StoredKMSReference(type: reference.type.rawValue, address: reference.address,
-                                                            keyIdentifier: wrapped.keyIdentifier, keyVersion: wrapped.keyVersion),
-                                    wrappedKey: wrapped.encoded(), integrity: integrity)
+                                          keyslots: slots, threshold: threshold, integrity: integrity)
         let parent = (store.root as NSString).deletingLastPathComponent
         let temp = StorePaths(root: parent + "/." + (store.root as NSString).lastPathComponent + ".creating")
         try? FileManager.default.removeItem(atPath: temp.root)

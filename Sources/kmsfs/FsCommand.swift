@@ -35,24 +35,37 @@ struct FsCommand: ParsableCommand {
                 guard !FileManager.default.fileExists(atPath: store.root) else { throw MetaStoreError.storeExists(path: store.root) }
                 let lock = try HomeLock(home)
                 defer { withExtendedLifetime(lock) {} }
-                let manager: any KeyManager
-                if let passphrase = try SecretInput.passphrase(file: passphraseFile) {
-                    manager = LocalKeyManager(source: .passphrase(passphrase))
-                } else {
-                    let config = try KMSConfiguration.load(home)
-                    if config.type == .local { try home.ensureLocalKey() }
-                    manager = try config.keyManager(home: home)
+                let passphrase = try SecretInput.passphrase(file: passphraseFile)
+                let registry = try PasskeyRegistry.load(home)
+                if passphrase == nil, registry.passkeys.contains(where: { $0.type == .local }) { try home.ensureLocalKey() }
+                let superblock = try FilesystemCreator.create(store: store, integrity: !noIntegrity) { master, uuid in
+                    // Each wrap must give back exactly the new secret.
+                    let prove = { (m: KeyMaterial) in
+                        guard m.constantTimeEquals(master) else {
+                            throw UserFacingError("a KMS gave back a different key than it wrapped", exitCode: ExitCodes.wrongKey)
+                        }
+                    }
+                    if let passphrase {
+                        // Its own passphrase instead of the home's passkeys (one unnamed slot, as before passkeys).
+                        let manager = LocalKeyManager(source: .passphrase(passphrase))
+                        let wrapped = try manager.wrap(master, context: WrapContext(filesystemUUID: uuid))
+                        return ([Keyslot(passkey: "", kms: StoredKMSReference(type: "local", address: "", keyIdentifier: wrapped.keyIdentifier, keyVersion: ""),
+                                         wrappedKey: wrapped.encoded())], 0)
+                    }
+                    return try KeyslotWriter.slots(master: master, uuid: uuid, registry: registry, home: home, prove: prove)
                 }
-                let superblock = try FilesystemCreator.create(store: store, manager: manager, integrity: !noIntegrity)
                 AuditLog.record(home, "create", ["filesystem": name, "uuid": superblock.uuidString, "kms": superblock.kms.type,
                                                  "key": superblock.kms.keyIdentifier, "keyVersion": superblock.kms.keyVersion])
-                writeStdout("created filesystem \(name) (uuid \(superblock.uuidString), key wrapped by \(superblock.kms.type) \(superblock.kms.keyIdentifier), integrity \(superblock.integrityMode))\n")
+                let slots = superblock.keyslots.map { $0.passkey.isEmpty ? "\($0.kms.type) \($0.kms.keyIdentifier)" : $0.passkey }.joined(separator: ", ")
+                writeStdout("created filesystem \(name) (uuid \(superblock.uuidString), key wrapped by \(superblock.kms.type) \(superblock.kms.keyIdentifier)"
+                            + (superblock.keyslots.count > 1 ? "; keyslots \(slots)" + (superblock.threshold > 0 ? ", \(superblock.threshold) shares needed" : "") : "")
+                            + ", integrity \(superblock.integrityMode))\n")
             }
         }
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List filesystems: name, uuid, KMS, key, integrity mode, size on disk, mount point.")
+        static let configuration = CommandConfiguration(abstract: "List filesystems: name, uuid, KMS, key, keyslots (passkeys), integrity mode, size on disk, mount point.")
 
         @OptionGroup var homeOptions: HomeOptions
         @Flag(help: "Print JSON for scripts.") var json = false
@@ -72,6 +85,8 @@ struct FsCommand: ParsableCommand {
                         row["kms"] = sb.kms.type
                         row["key"] = sb.kms.keyIdentifier + (sb.kms.keyVersion.isEmpty ? "" : " v\(sb.kms.keyVersion)")
                         row["integrity"] = sb.integrityMode
+                        row["keyslots"] = sb.keyslots.map { $0.passkey.isEmpty ? "\($0.kms.type)-\($0.kms.keyIdentifier)" : $0.passkey }.joined(separator: ",")
+                            + (sb.threshold > 0 ? " (\(sb.threshold) shares needed)" : "")
                     } catch {
                         row["uuid"] = "?"
                         row["kms"] = "?"
@@ -84,7 +99,7 @@ struct FsCommand: ParsableCommand {
                     writeStdout(String(decoding: data, as: UTF8.self) + "\n")
                     return
                 }
-                let columns = ["name", "uuid", "kms", "key", "integrity", "size", "mounted"]
+                let columns = ["name", "uuid", "kms", "key", "keyslots", "integrity", "size", "mounted"]
                 writeTable([columns.map { $0.uppercased() }]
                            + rows.map { r in columns.map { c in c == "size" ? humanBytes(UInt64(r[c] ?? "0") ?? 0) : (r[c].flatMap { $0.isEmpty ? nil : $0 } ?? "-") } })
             }

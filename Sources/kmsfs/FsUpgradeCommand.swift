@@ -22,14 +22,17 @@ extension FsCommand {
                 guard let lock = StoreLock(path: store.root + "/lock", timeout: 0.3) else {
                     throw UserFacingError("filesystem \(name) is mounted or in use; unmount it first", exitCode: ExitCodes.usage)
                 }
-                defer { withExtendedLifetime(lock) {} }
+                // The upgrade writes back the superblock it read: no passkey change may run meanwhile.
+                let homeLock = try HomeLock(home)
+                defer { withExtendedLifetime((lock, homeLock)) {} }
                 try StoreUpgrade.finishInterrupted(store)
                 guard !(try SuperblockFile.read(store.superblock)).hasIntegrity else {
                     writeStdout("filesystem \(name) already has integrity\n")
                     return
                 }
-                let (superblock, keys, _) = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile),
-                                                            purpose: "upgrade", upgrading: true)
+                let unlocked = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile),
+                                               purpose: "upgrade", upgrading: true)
+                let (superblock, keys) = (unlocked.superblock, unlocked.keys)
                 let progress = SnapExport.Progress(verb: "upgrade \(name)", totalBytes: StoreUsage.bytes(store.root + "/data"))
                 var shown: UInt64 = 0
                 let upgraded = try StoreUpgrade.run(store: store, superblock: superblock, keys: keys) { done in

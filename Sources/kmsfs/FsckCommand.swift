@@ -32,7 +32,8 @@ struct FsckCommand: ParsableCommand {
             }
             try StoreUpgrade.finishInterrupted(store)
             // The superblock (checksummed copies) and the key: Unlock refuses a damaged one or a wrong key.
-            let (superblock, keys, _) = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile), purpose: "fsck")
+            let unlocked = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile), purpose: "fsck")
+            let (superblock, keys) = (unlocked.superblock, unlocked.keys)
             let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false, exclusive: true, checking: true)
             // With the preserver, repairs that delete data (orphans, strays) keep what snapshots still need.
             let data = DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units, preserver: try SnapshotPreserver(storeRoot: store.root))
@@ -45,11 +46,12 @@ struct FsckCommand: ParsableCommand {
             if json {
                 let object: [String: Any] = ["filesystem": name, "uuid": superblock.uuidString, "inodes": report.inodes,
                                              "entries": report.entries, "data_files": report.dataFiles, "problems": report.problems,
-                                             "repairs": report.repairs, "unrepaired": left, "status": Int(status)]
+                                             "repairs": report.repairs, "unrepaired": left, "status": Int(status),
+                                             "passkeys": unlocked.answered, "failedPasskeys": unlocked.failed.map(\.passkey)]
                 let bytes = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
                 writeStdout(String(decoding: bytes, as: UTF8.self) + "\n")
             } else {
-                writeStdout("\(name) (\(superblock.uuidString)): superblock ok, key ok, \(report.inodes) inodes, \(report.entries) entries, \(report.dataFiles) data files\n")
+                writeStdout("\(name) (\(superblock.uuidString)): superblock ok, key ok (\(unlocked.summary)), \(report.inodes) inodes, \(report.entries) entries, \(report.dataFiles) data files\n")
                 for p in report.problems { writeStdout("problem: \(p)\n") }
                 for r in report.repairs { writeStdout("repaired: \(r)\n") }
                 let clean = superblock.hasIntegrity ? "clean (the metadata: 'kmsfs scrub \(name)' reads and verifies every data unit)\n" : "clean\n"

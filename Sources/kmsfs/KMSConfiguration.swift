@@ -5,10 +5,10 @@ import KeyVault
 import Glibc
 #endif
 
-/// The KMS new filesystem keys are wrapped with, saved as kms.json (0600) in
-/// the home. Absent file: the embedded local key file. A Vault token is kept
-/// only here, sealed (AES-256-GCM) with the home's local key so kms.json alone
-/// does not give it away; it is never in a superblock, a log or `kms` output.
+/// How to reach one KMS: a KMS passkey's settings, kept in the home's
+/// kms.json (see PasskeyRegistry). A Vault token is kept only there, sealed
+/// (AES-256-GCM) with the home's local key so kms.json alone does not give it
+/// away; it is never in a superblock, a log or `kms` output.
 struct KMSConfiguration: Codable, Equatable {
     var type: KMSType
     var address: String
@@ -38,29 +38,14 @@ struct KMSConfiguration: Codable, Equatable {
 
     static let local = KMSConfiguration(type: .local, address: "", keyIdentifier: "keyfile")
 
+    /// The active KMS passkey's configuration (`.local` when there is none).
     static func load(_ home: Home) throws -> KMSConfiguration {
-        guard let data = FileManager.default.contents(atPath: home.kmsConfig) else { return .local }
-        do { return try JSONDecoder().decode(KMSConfiguration.self, from: data) } catch {
-            throw UserFacingError("KMS configuration \(home.kmsConfig) is unreadable: \(error)", exitCode: ExitCodes.badConfig)
-        }
-    }
-
-    /// Writes kms.json atomically (temp file, fsync, rename), mode 0600; `.local` removes it.
-    func save(_ home: Home) throws {
-        if self == .local {
-            guard unlink(home.kmsConfig) == 0 || errno == ENOENT else {
-                throw UserFacingError("cannot remove \(home.kmsConfig): \(String(cString: strerror(errno)))", exitCode: ExitCodes.io)
-            }
-            return
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let bytes = Array(try encoder.encode(self)) + [0x0a]
-        try AtomicFile.write(bytes, to: home.kmsConfig)
+        try PasskeyRegistry.load(home).kmsConfiguration
     }
 
     /// A KeyManager for this configuration; for local, the home's key file.
-    func keyManager(home: Home) throws -> any KeyManager {
+    /// `quick`: one attempt without retries, when another passkey can answer instead.
+    func keyManager(home: Home, quick: Bool = false) throws -> any KeyManager {
         switch type {
         case .local:
             return LocalKeyManager(source: .keyFile(path: home.localKey))
@@ -68,14 +53,14 @@ struct KMSConfiguration: Codable, Equatable {
             guard let sealedToken else { throw UserFacingError("the vault configuration in \(home.kmsConfig) has no token; run 'kmsfs security kms set' again", exitCode: ExitCodes.badConfig) }
             let token = try TokenSeal.unseal(sealedToken, home: home)
             var settings = VaultSettings(address: address, keyName: keyIdentifier, namespace: namespace, transitMount: transitMount ?? "transit",
-                                         caFile: caCert, token: token, retry: Self.retryPolicy())
+                                         caFile: caCert, token: token, retry: Self.retryPolicy(quick: quick))
             settings.allowPlainHTTP = insecureHTTP == true
             return VaultKeyManager(settings: settings)
         case .aws:
             let credentials = try awsCredentials(home: home)
             let endpoint = address.contains("://") ? address : AWSKMSSettings.endpoint(region: address)
             var settings = AWSKMSSettings(endpoint: endpoint, region: region ?? address, keyID: keyIdentifier, credentials: credentials,
-                                          caFile: caCert, retry: Self.retryPolicy())
+                                          caFile: caCert, retry: Self.retryPolicy(quick: quick))
             settings.allowPlainHTTP = insecureHTTP == true
             return AWSKMSKeyManager(settings: settings)
         case .kmip:
@@ -84,7 +69,7 @@ struct KMSConfiguration: Codable, Equatable {
             }
             return KMIPKeyManager(settings: KMIPSettings(host: String(address[..<colon]), port: port, keyUID: keyIdentifier,
                                                          tls: MutualTLS(clientCertificate: clientCert, clientKey: clientKey, caFile: caCert),
-                                                         retry: Self.retryPolicy()))
+                                                         retry: Self.retryPolicy(quick: quick)))
         }
     }
 
@@ -101,16 +86,22 @@ struct KMSConfiguration: Codable, Equatable {
 
     /// Retry and timeout policy; $KMSFS_KMS_ATTEMPTS and $KMSFS_KMS_TIMEOUT
     /// (seconds per request) override it, e.g. for fast failure in scripts.
-    static func retryPolicy() -> RetryPolicy {
+    static func retryPolicy(quick: Bool = false) -> RetryPolicy {
         let env = ProcessInfo.processInfo.environment
         var policy = RetryPolicy.standard
-        if let a = env["KMSFS_KMS_ATTEMPTS"].flatMap(Int.init), a >= 1 { policy.attempts = a }
+        if quick { policy.attempts = 1 }
+        if !quick, let a = env["KMSFS_KMS_ATTEMPTS"].flatMap(Int.init), a >= 1 { policy.attempts = a }
         if let t = env["KMSFS_KMS_TIMEOUT"].flatMap(Double.init), t > 0 {
             policy.requestTimeout = t
             policy.connectTimeout = min(policy.connectTimeout, t)
             policy.initialDelay = min(policy.initialDelay, t / 4)
         }
         return policy
+    }
+
+    /// The address its KeyManager names in a keyslot: the endpoint URL for aws, else the address.
+    var referenceAddress: String {
+        type == .aws && !address.contains("://") ? AWSKMSSettings.endpoint(region: address) : address
     }
 
     /// A one-line description: "vault https://vault:8200 key kmsfs-key".

@@ -5,16 +5,30 @@ import MetaStore
 import Glibc
 #endif
 
-/// Moves filesystem keys between KMS keys, all or nothing: every new wrapped
-/// key is computed (and proven against the key-check value) before anything is
-/// written; then the configuration and the superblocks are written, and a
-/// failure part way restores every superblock and the configuration as they were.
+/// Changes the keyslots of every filesystem of the home, all or nothing:
+/// every new slot is computed and proven (against the key-check value) before
+/// anything is written; then the superblocks and the passkey registry are
+/// written in an order that leaves every filesystem unlockable by the old or
+/// the new passkeys whenever the process dies, and a failure part way puts
+/// every superblock and the registry back as they were.
 struct KeyRewrap {
     struct Change {
         var name: String
         var store: StorePaths
         var old: Superblock
         var new: Superblock
+    }
+
+    /// How the superblocks and the registry follow each other.
+    enum Order {
+        /// Slots are added or dropped (`passkey add`, `remove`, `threshold`): superblocks, then the registry.
+        case superblocksFirst
+        /// The registry must name a key before slots do (`kms rewrap --new-key-uid`:
+        /// the new KMIP key becomes known, the old one stays known): the registry, then the superblocks.
+        case registryFirst
+        /// A passkey is replaced (`kms set`, `kms unset`): superblocks with the
+        /// old and the new slots, the registry, then the superblocks with the new only.
+        case transitional
     }
 
     let home: Home
@@ -24,66 +38,94 @@ struct KeyRewrap {
 
     init(home: Home) { self.home = home }
 
-    /// Each filesystem's name, superblock and decoded envelope.
-    func filesystems() throws -> [(name: String, store: StorePaths, superblock: Superblock, envelope: WrappedKey)] {
+    /// Each filesystem's name, store and superblock.
+    func filesystems() throws -> [(name: String, store: StorePaths, superblock: Superblock)] {
         try home.filesystemNames().map { name in
             let store = home.store(name)
-            let superblock = try SuperblockFile.read(store.superblock)
-            return (name, store, superblock, try WrappedKey(decoding: superblock.wrappedKey))
+            return (name, store, try SuperblockFile.read(store.superblock))
         }
     }
 
-    /// Plans a new wrapped key for `name`: `transform` gets the old envelope and returns the new one.
-    mutating func plan(name: String, store: StorePaths, superblock: Superblock,
-                       manager target: any KeyManager, transform: (WrappedKey) throws -> WrappedKey) throws {
-        let envelope = try WrappedKey(decoding: superblock.wrappedKey)
-        let context = WrapContext(filesystemUUID: superblock.uuid)
-        let wrapped: WrappedKey
-        do { wrapped = try transform(envelope) } catch {
-            throw UserFacingError("filesystem \(name): \(UserFacingError.from(error).message); no filesystem key was changed",
-                                  exitCode: UserFacingError.from(error).exitCode)
+    /// Every filesystem, unlocked through the home's passkeys (no passphrase
+    /// asked: one protected only by its own passphrase is skipped, with the reason).
+    /// `passphrase`: a recovery passphrase that unlocks them when no KMS passkey can.
+    mutating func unlockAll(purpose: String, passphrase: KeyMaterial? = nil,
+                            where include: (Superblock) -> Bool = { _ in true }) throws -> [(name: String, store: StorePaths, unlocked: Unlocked)] {
+        var out: [(name: String, store: StorePaths, unlocked: Unlocked)] = []
+        for fs in try filesystems() where include(fs.superblock) {
+            if fs.superblock.keyslots.allSatisfy(KeyslotWriter.isOwnPassphrase) {
+                skip(fs.name, reason: "its key is protected by its own passphrase, not by the home's passkeys")
+                continue
+            }
+            do {
+                out.append((fs.name, fs.store, try Unlock.unlock(fs.superblock, home: home, passphrase: passphrase, filesystem: fs.name, purpose: purpose)))
+            } catch {
+                let user = UserFacingError.from(error)
+                throw UserFacingError("filesystem \(fs.name): \(user.message); no filesystem key was changed", exitCode: user.exitCode)
+            }
         }
-        // Prove the new wrapped key before it replaces the old one.
-        let material = try target.unwrap(wrapped, context: context)
-        _ = try Unlock.keys(from: material, superblock: superblock)
-        var updated = superblock
-        let reference = target.reference
-        updated.kms = StoredKMSReference(type: reference.type.rawValue, address: reference.address,
-                                         keyIdentifier: wrapped.keyIdentifier, keyVersion: wrapped.keyVersion)
-        updated.wrappedKey = wrapped.encoded()
-        changes.append(Change(name: name, store: store, old: superblock, new: updated))
+        return out
+    }
+
+    /// Plans `new` to replace `old` for filesystem `name`.
+    mutating func plan(name: String, store: StorePaths, old: Superblock, new: Superblock) {
+        if new != old { changes.append(Change(name: name, store: store, old: old, new: new)) }
     }
 
     mutating func skip(_ name: String, reason: String) { skipped.append((name, reason)) }
 
-    /// Writes `configuration` (when given) and every planned superblock; on any
-    /// failure puts back what was written and rethrows.
-    /// Writes the new superblocks (and `configuration`), all or nothing; each
-    /// rewrapped key is an audit event with `reason` (the command that did it).
-    func commit(configuration: KMSConfiguration?, reason: String) throws {
-        let previous = try KMSConfiguration.load(home)
-        if let configuration { try configuration.save(home) }
+    /// Writes the planned superblocks and `registry` (when given) in `order`,
+    /// all or nothing; each changed filesystem is an audit event with `reason`
+    /// (the command that did it).
+    func commit(registry: PasskeyRegistry?, reason: String, order: Order) throws {
+        let previous = try PasskeyRegistry.load(home)
         var written: [Change] = []
+        var registryWritten = false
         do {
+            if order == .registryFirst, let registry {
+                try registry.save(home)
+                registryWritten = true
+            }
             for change in changes {
-                try SuperblockFile.replace(change.new, at: change.store.superblock)
-                written.append(change)
-            }
-        } catch {
-            for change in written.reversed() {
-                if (try? SuperblockFile.replace(change.old, at: change.store.superblock)) == nil {
-                    writeStderr("kmsfs: error: could not restore \(change.store.superblock); its key is wrapped by \(change.new.kms.type) \(change.new.kms.keyIdentifier)\n")
+                var first = change.new
+                if order == .transitional && change.old.threshold == 0 && change.new.threshold == 0 {
+                    let added = change.new.keyslots.filter { !change.old.keyslots.contains($0) }
+                    first.keyslots = change.old.keyslots + added
+                    // Too many slots for one superblock: straight to the new ones.
+                    if (try? first.encodeSlot()) == nil { first = change.new }
                 }
+                try SuperblockFile.replace(first, at: change.store.superblock)
+                written.append(change)
+                FaultInjection.crashPoint("keyslots-written")
             }
-            if configuration != nil { try? previous.save(home) }
+            if order != .registryFirst, let registry { try registry.save(home) }
+        } catch {
+            for change in written.reversed() where (try? SuperblockFile.replace(change.old, at: change.store.superblock)) == nil {
+                writeStderr("kmsfs: error: could not restore \(change.store.superblock); it now holds \(Self.describe(change.new))\n")
+            }
+            if registryWritten || registry != nil { try? previous.save(home) }
             throw error
+        }
+        if order == .transitional {
+            // The registry now names the new passkeys: the old slots may go. A failure here leaves both, which still
+            // unlock, and a second run of the command removes the old ones.
+            for change in changes where (try? SuperblockFile.replace(change.new, at: change.store.superblock)) == nil {
+                writeStderr("kmsfs: warning: \(change.store.superblock) still holds its old keyslots too; run the command again\n")
+            }
         }
         for change in changes {
             AuditLog.record(home, "rewrap", ["filesystem": change.name, "uuid": change.new.uuidString, "by": reason,
-                                             "from": "\(change.old.kms.type) \(change.old.kms.keyIdentifier) \(change.old.kms.keyVersion)",
-                                             "to": "\(change.new.kms.type) \(change.new.kms.keyIdentifier) \(change.new.kms.keyVersion)"])
+                                             "from": Self.describe(change.old), "to": Self.describe(change.new)])
         }
-        if let configuration { AuditLog.record(home, "kms-configured", ["by": reason, "kms": configuration.summary]) }
+        if let registry, registry != previous { AuditLog.record(home, "passkeys-changed", ["by": reason, "passkeys": registry.passkeys.map(\.name).joined(separator: ",")]) }
+    }
+
+    /// "vault-a: vault k v2, recovery: local recovery" for logs and messages.
+    static func describe(_ superblock: Superblock) -> String {
+        superblock.keyslots.map { slot in
+            (slot.passkey.isEmpty ? "" : slot.passkey + ": ") + "\(slot.kms.type) \(slot.kms.keyIdentifier)" + (slot.kms.keyVersion.isEmpty ? "" : " \(slot.kms.keyVersion)")
+                + (slot.share == 0 ? "" : " (share \(slot.share))")
+        }.joined(separator: ", ")
     }
 }
 

@@ -132,14 +132,20 @@ struct MountCommand: ParsableCommand {
         }
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
         try StoreUpgrade.finishInterrupted(store)
-        let (superblock, keys, manager) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "mount")
+        let unlocked = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "mount")
+        let (superblock, keys, manager) = (unlocked.superblock, unlocked.keys, unlocked.manager)
+        if notify {
+            for failure in unlocked.failed { Daemon.note("passkey \(failure.passkey) did not answer: \(failure.reason)") }
+            // Which passkeys did it, when that is news: another than the first tried, or shares.
+            if !unlocked.failed.isEmpty || unlocked.answered.count > 1 { Daemon.note("unlocked by \(unlocked.summary)") }
+        }
         let readOnly = self.readOnly || superblock.requiresReadOnly
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false,
                                          reservePath: store.root + "/reserve", exclusive: true, resealRows: acceptRollback, groupCommit: !readOnly)
         // The root must verify before anything is served: a mount of a store whose root was edited is refused.
         _ = try metadata.attributes(.root)
         let anchor = try metadata.hasIntegrity ? AnchorKeeper(RollbackAnchor(home: home, superblock: superblock, name: name),
-                                                              remote: vaultAnchor(manager, home: home, superblock: superblock, metadata: metadata), metadata: metadata) : nil
+                                                              remote: vaultAnchor(unlocked, home: home, superblock: superblock, metadata: metadata), metadata: metadata) : nil
         try anchor?.check(accept: acceptRollback)
         // The catalog's file id limits decide what is preserved for each snapshot: they must be the sealed ones.
         let preserver = try SnapshotPreserver(storeRoot: store.root, keys: keys.integrity)
@@ -163,6 +169,7 @@ struct MountCommand: ParsableCommand {
         let reference = manager.reference
         let report = MountStatus(name: name, store: store, superblock: superblock,
                                  unlockedBy: "\(reference.type.rawValue) \(reference.keyIdentifier)" + (reference.address.isEmpty ? "" : " (\(reference.address))"),
+                                 passkeys: unlocked.answered, failedPasskeys: unlocked.failed.map(\.passkey),
                                  mountpoint: mountpoint, readOnly: readOnly, fileSystem: fileSystem)
         try SnapshotRequests.serve(store: store, superblock: superblock, keys: keys, fileSystem: fileSystem, metadata: metadata, preserver: preserver,
                                    anchor: anchor) { report.answer() }
@@ -197,9 +204,15 @@ extension MountCommand {
         }.start()
     }
 
-    /// The Vault anchor, when the filesystem's key is in Vault and the home keeps anchors there too.
-    func vaultAnchor(_ manager: any KeyManager, home: Home, superblock: Superblock, metadata: MetadataStore) throws -> VaultAnchor? {
-        guard let vault = manager as? VaultKeyManager, let mount = try KMSConfiguration.load(home).anchorMount else { return nil }
+    /// The Vault anchor, when the home keeps anchors in Vault: through the
+    /// passkey that has an anchor mount, whichever passkey unlocked (removing
+    /// the Vault slot from a rolled-back store must not skip the check).
+    func vaultAnchor(_ unlocked: Unlocked, home: Home, superblock: Superblock, metadata: MetadataStore) throws -> VaultAnchor? {
+        let registry = try PasskeyRegistry.load(home)
+        guard let passkey = registry.unlockOrder.first(where: { $0.type == .vault && $0.kms?.anchorMount != nil }),
+              let mount = passkey.kms?.anchorMount else { return nil }
+        let answered = unlocked.kms == passkey.kms ? unlocked.manager : try passkey.manager(home: home)
+        guard let vault = answered as? VaultKeyManager else { return nil }
         return VaultAnchor(store: vault.anchorStore(mount: mount), name: name, superblock: superblock, instance: metadata.instance)
     }
 
@@ -210,7 +223,7 @@ extension MountCommand {
         let info = try SnapshotRequests.usable(name, manager: manager)
         let viewLock = try FileLock.shared(info, paths: manager.paths)
         let passphrase = try SecretInput.passphrase(file: passphraseFile)
-        let (_, keys, _) = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "snapshot-mount \(name)")
+        let keys = try Unlock.open(store, home: home, passphrase: passphrase, purpose: "snapshot-mount \(name)").keys
         let metadata = try MetadataStore(path: manager.paths.metadata(info), names: keys.names, integrity: keys.integrity, create: false, readOnly: true)
         try metadata.verifySnapshotSeal(id: info.id, name: info.name, created: info.created, limit: info.fileIDLimit)
         let overlay = SnapshotOverlay(storeRoot: store.root, snapshot: info)

@@ -26,6 +26,9 @@ struct MountStatus {
     let store: StorePaths
     let superblock: Superblock
     let unlockedBy: String
+    /// The passkeys whose keyslots unlocked the key, and those tried that failed.
+    let passkeys: [String]
+    let failedPasskeys: [String]
     let mountpoint: String
     let readOnly: Bool
     let fileSystem: FileSystem
@@ -39,7 +42,8 @@ struct MountStatus {
         var object: [String: Any] = [
             "filesystem": name, "uuid": superblock.uuidString, "mountpoint": mountpoint, "pid": Int(getpid()),
             "startedAt": AuditLog.timestamp(at: started), "uptimeSeconds": Int(time(nil) - started), "readOnly": readOnly,
-            "kms": ["type": superblock.kms.type, "key": superblock.kms.keyIdentifier, "keyVersion": superblock.kms.keyVersion, "unlockedBy": unlockedBy],
+            "kms": ["type": superblock.kms.type, "key": superblock.kms.keyIdentifier, "keyVersion": superblock.kms.keyVersion, "unlockedBy": unlockedBy,
+                    "passkeys": passkeys, "failedPasskeys": failedPasskeys],
             "reads": ["operations": c.readOperations, "bytes": c.readBytes],
             "writes": ["operations": c.writeOperations, "bytes": c.writeBytes],
             "openFiles": c.openFiles, "errors": errors, "eio": c.errors[EIO] ?? 0,

@@ -51,7 +51,8 @@ struct ScrubCommand: ParsableCommand {
     /// The unmounted case: unlock, open, scrub, and compare with the rollback anchor.
     private func scrubHere(home: Home, store: StorePaths) throws -> [String: Any] {
         try StoreUpgrade.finishInterrupted(store)
-        let (superblock, keys, _) = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile), purpose: "scrub")
+        let unlocked = try Unlock.open(store, home: home, passphrase: try SecretInput.passphrase(file: passphraseFile), purpose: "scrub")
+        let (superblock, keys) = (unlocked.superblock, unlocked.keys)
         let metadata = try MetadataStore(path: store.metadata, names: keys.names, integrity: keys.integrity, create: false, exclusive: true)
         let fileSystem = FileSystem(metadata: metadata, dataStore: DataStore(directory: store.data, cipher: keys.data, unitMAC: keys.integrity?.units),
                                     storeRoot: store.root, readOnly: true)

@@ -4,12 +4,13 @@ import HTTPTransport
 import KeyVault
 import MetaStore
 
-/// `kmsfs security kms [set|unset|rewrap]`, after WEKA's `weka security kms`; `kmsfs security events`.
+/// `kmsfs security kms [set|unset|rewrap]`, after WEKA's `weka security kms`;
+/// `kmsfs security passkey`, after Kasten's passkeys; `kmsfs security events`.
 struct SecurityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "security",
         abstract: "Key management settings.",
-        subcommands: [KMSCommand.self, EventsCommand.self]
+        subcommands: [KMSCommand.self, PasskeyCommand.self, EventsCommand.self]
     )
 }
 
@@ -56,7 +57,8 @@ struct KMSCommand: ParsableCommand {
                     fields.append(("error", UserFacingError.from(error).message))
                 } }
                 fields.insert(("reachable", reachable ? "yes" : "no"), at: 1)
-                let users = try KeyRewrap(home: home).filesystems().filter { $0.envelope.provider == config.type }.map(\.name)
+                let role = try PasskeyRegistry.load(home).kmsRole
+                let users = try KeyRewrap(home: home).filesystems().filter { fs in role.map { fs.superblock.keyslots.contains(where: $0.owns) } ?? false }.map(\.name)
                 fields.append(("filesystems", users.joined(separator: ",")))
                 if json {
                     var object = [String: Any]()
@@ -82,124 +84,60 @@ struct KMSCommand: ParsableCommand {
             vault: ADDRESS is a URL, KEY-IDENTIFIER a transit key name, a token is mandatory (--token-file or $VAULT_TOKEN keep it out of argv). \
             --ca-cert trusts a private CA (WEKA forbids it for vault; real deployments need it).
             kmip: ADDRESS is hostname:port, KEY-IDENTIFIER a key UID, --client-cert and --client-key are mandatory, --ca-cert optional.
+            The KMS replaces the in-use KMS passkey (or the local key file): its keyslot in every filesystem moves to the new KMS.
             """
         )
 
         @OptionGroup var homeOptions: HomeOptions
-        @Argument(help: "vault or kmip.") var type: String
-        @Argument(help: "URL for vault, hostname:port for kmip.") var address: String
-        @Argument(help: "Vault key name or KMIP key UID.") var keyIdentifier: String
-        @Option(help: "Vault API token (prefer --token-file or $VAULT_TOKEN: argv is visible to other users).") var token: String?
-        @Option(help: "File holding the Vault token.") var tokenFile: String?
-        @Option(help: "Vault namespace.") var namespace: String?
-        @Option(help: "Client certificate PEM (kmip).") var clientCert: String?
-        @Option(help: "Client key PEM (kmip).") var clientKey: String?
-        @Option(help: "CA certificate PEM that signs the KMS server's certificate.") var caCert: String?
-        @Option(help: "Where the transit engine is mounted (vault; default transit).") var transitMount: String?
-        @Option(help: "Also keep each filesystem's rollback anchor in this KV version 2 mount, written with check-and-set (vault; the token needs create, read and update on <mount>/data/kmsfs/anchors/*).")
-        var anchorMount: String?
-        @Option(help: "AWS shared-credentials profile (aws; default: the environment, then $AWS_PROFILE or 'default').") var profile: String?
-        @Option(help: "AWS region to sign for when ADDRESS is an endpoint URL (aws; default $AWS_REGION or the profile's).") var region: String?
-        @Flag(help: "Store the AWS credentials in the home's kms.json, sealed with the local key (aws; by default they are read from the environment or profile at each use).")
-        var storeCredentials = false
-        @Flag(help: "Allow a plain http:// ADDRESS that is not a loopback address (the answers carry the master secret; use https).")
-        var insecureHttp = false
+        @Argument(help: "vault, kmip or aws.") var type: String
+        @Argument(help: "URL for vault, hostname:port for kmip, region or endpoint for aws.") var address: String
+        @Argument(help: "Vault key name, KMIP key UID or AWS key id, ARN or alias.") var keyIdentifier: String
+        @OptionGroup var settings: KMSSettingsOptions
+        @Option(help: "A recovery passphrase that unlocks the filesystems, when no other passkey can (it is not the new KMS's).")
+        var unlockPassphraseFile: String?
 
         func run() throws {
             try userErrors {
                 let home = homeOptions.resolved
-                guard token == nil || tokenFile == nil else { throw UserFacingError("give --token or --token-file, not both", exitCode: ExitCodes.usage) }
-                let envToken = ProcessInfo.processInfo.environment["VAULT_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-                let fromArguments = token != nil || tokenFile != nil
-                var config = try KMSParameters.validate(type: type, address: address, keyIdentifier: keyIdentifier,
-                                                            tokenGiven: fromArguments || envToken != nil, tokenFromArguments: fromArguments,
-                                                            namespace: namespace, caCert: caCert, clientCert: clientCert,
-                                                            clientKey: clientKey, transitMount: transitMount, anchorMount: anchorMount)
-                if let host = PlainHTTPPolicy.refusedHost(config.address, allowPlainHTTP: false) {
-                    guard insecureHttp else {
-                        throw UserFacingError("refusing plain http:// to \(host): the KMS answers carry the master secret; use https, or --insecure-http",
-                                              exitCode: ExitCodes.usage)
-                    }
-                    config.insecureHTTP = true
-                    writeStderr("kmsfs: warning: \(config.address) is plain HTTP: the token and key material cross the network unencrypted\n")
-                }
-                let previous = try KMSConfiguration.load(home)
-                if config.type == .kmip, previous.type == .kmip {
-                    let earlier = previous.knownKeyIdentifiers.subtracting([config.keyIdentifier]).sorted()
-                    config.previousKeyIdentifiers = earlier.isEmpty ? nil : earlier
-                }
-                let token = try readToken(envToken: envToken, type: config.type)
-                if config.type != .aws, profile != nil || region != nil || storeCredentials {
-                    throw UserFacingError("--profile, --region and --store-credentials are only for aws", exitCode: ExitCodes.usage)
-                }
-                if config.type == .aws {
-                    config.profile = profile
-                    config.region = region ?? (config.address.contains("://") ? AWSCredentialSource.region(profile: profile) ?? "us-east-1" : config.address)
-                }
+                let validated = try settings.validated(type: type, address: address, keyIdentifier: keyIdentifier,
+                                                       previous: try PasskeyRegistry.load(home).kmsRole?.kms)
                 let lock = try HomeLock(home)
-                if let token { config.sealedToken = try TokenSeal.seal(token, home: home) }
-                if config.type == .aws && storeCredentials {
-                    let credentials = try AWSCredentialSource.resolve(profile: profile)
-                    var bytes = Array("\(credentials.accessKeyID)\n\(credentials.secretAccessKey)\n\(credentials.sessionToken ?? "")".utf8)
-                    config.sealedCredentials = try TokenSeal.seal(KeyMaterial(consuming: &bytes), home: home)
+                var registry = try PasskeyRegistry.load(home)
+                let role = registry.kmsRole
+                guard registry.thresholdValue < 2 else {
+                    throw UserFacingError("the KMS passkeys hold key shares: 'kmsfs security passkey add' the new KMS, then 'passkey remove' the old one",
+                                          exitCode: ExitCodes.usage)
                 }
-                let manager = try config.keyManager(home: home)
-                if let vault = manager as? VaultKeyManager {
-                    let (tokenInfo, keyInfo) = try vault.validate()
-                    if !tokenInfo.renewable && tokenInfo.ttl > 0 {
-                        writeStderr("kmsfs: warning: the token is not renewable and expires in \(tokenInfo.ttl) s; use a periodic token from a token role\n")
-                    }
-                    writeStdout("vault \(config.address): token valid (ttl \(tokenInfo.ttl) s), key \(config.keyIdentifier) version \(keyInfo.latestVersion), round trip ok\n")
-                    if let mount = config.anchorMount {
-                        // The policy must let the token read there (writes are checked at the first mount).
-                        _ = try vault.anchorStore(mount: mount).read("probe")
-                        writeStdout("vault \(config.address): rollback anchors in \(mount)/kmsfs/anchors/ readable\n")
-                    }
-                } else if let kmip = manager as? KMIPKeyManager {
-                    let (version, state) = try kmip.validate()
-                    writeStdout("kmip \(config.address): TLS ok, KMIP \(version), key \(config.keyIdentifier) \(state), round trip ok\n")
-                } else if let aws = manager as? AWSKMSKeyManager {
-                    let info = try aws.validate()
-                    writeStdout("aws kms \(aws.settings.endpoint) (\(aws.settings.region)): key \(info.arn) \(info.state), round trip ok\n")
-                } else {
-                    try manager.roundTripCheck()
+                let (config, manager) = try KMSSettingsOptions.configure(validated, home: home)
+                let name = role?.type.isKMS == true ? role!.name : registry.freeName("kms")
+                let passkey = Passkey(name: name, type: PasskeyType(rawValue: config.type.rawValue)!, created: UInt64(time(nil)), kms: config)
+                if let role { registry.replace(role.name, with: passkey) } else {
+                    registry.passkeys.append(passkey)
+                    registry.inUse = name
                 }
                 var rewrap = KeyRewrap(home: home)
-                for fs in try rewrap.filesystems() {
-                    if fs.envelope.provider == config.type && fs.envelope.keyIdentifier == config.keyIdentifier
-                        && fs.superblock.kms.address == config.address { continue }
-                    if fs.envelope.provider == .local && fs.envelope.keyIdentifier == "passphrase" {
-                        rewrap.skip(fs.name, reason: "its key is protected by a passphrase, not by the KMS")
-                        continue
+                let unlockPassphrase = try SecretInput.passphrase(file: unlockPassphraseFile)
+                for fs in try rewrap.unlockAll(purpose: "kms set", passphrase: unlockPassphrase) {
+                    let old = fs.unlocked.superblock
+                    // Already there (a second run, e.g. after a crash): only slots of the old KMS still go.
+                    let owned = role.map { r in old.keyslots.filter(r.owns) } ?? []
+                    let current = owned.filter { $0.kms.type == config.type.rawValue && $0.kms.keyIdentifier == config.keyIdentifier && $0.kms.address == config.referenceAddress }
+                    var new = old
+                    new.keyslots.removeAll { slot in owned.contains(slot) && !current.contains(slot) }
+                    if current.isEmpty {
+                        new.keyslots.insert(try KeyslotWriter.slot(for: passkey, secret: fs.unlocked.master, share: 0, uuid: old.uuid, home: home) {
+                            _ = try Unlock.keys(from: $0, superblock: old)
+                        }, at: 0)
                     }
-                    let source = try Unlock.keyManager(for: fs.envelope, home: home, passphrase: nil)
-                    try rewrap.plan(name: fs.name, store: fs.store, superblock: fs.superblock, manager: manager) { envelope in
-                        let context = WrapContext(filesystemUUID: fs.superblock.uuid)
-                        return try manager.wrap(source.unwrap(envelope, context: context), context: context)
-                    }
+                    rewrap.plan(name: fs.name, store: fs.store, old: old, new: new)
                 }
-                try rewrap.commit(configuration: config, reason: "kms set")
+                withExtendedLifetime(manager) {}
+                try rewrap.commit(registry: registry, reason: "kms set", order: .transitional)
                 withExtendedLifetime(lock) {}
-                for change in rewrap.changes { writeStdout("rewrapped filesystem \(change.name): \(change.old.kms.type) -> \(config.summary)\n") }
+                for change in rewrap.changes { writeStdout("rewrapped filesystem \(change.name): \(role?.summary ?? "local key file") -> \(config.summary)\n") }
                 for (name, reason) in rewrap.skipped { writeStdout("left filesystem \(name) as it is: \(reason)\n") }
-                writeStdout("KMS set: new filesystem keys are wrapped by \(config.summary)\n")
+                writeStdout("KMS set: new filesystem keys are wrapped by \(config.summary) (passkey \(name))\n")
             }
-        }
-
-        private func readToken(envToken: String?, type: KMSType) throws -> KeyMaterial? {
-            guard type == .vault else { return nil }
-            var bytes: [UInt8]
-            if let token { bytes = Array(token.utf8) } else if let tokenFile {
-                guard let data = SecretInput.readSmallFile(tokenFile) else {
-                    throw UserFacingError("cannot read token file \(tokenFile)", exitCode: ExitCodes.usage)
-                }
-                bytes = data
-            } else { bytes = Array((envToken ?? "").utf8) }
-            while let last = bytes.last, last == 0x0a || last == 0x0d || last == 0x20 { bytes.removeLast() }
-            guard !bytes.isEmpty, bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
-                throw UserFacingError("the vault token is empty or has characters a token cannot have", exitCode: ExitCodes.usage)
-            }
-            return KeyMaterial(consuming: &bytes)
         }
     }
 
@@ -216,32 +154,38 @@ struct KMSCommand: ParsableCommand {
             try userErrors {
                 let home = homeOptions.resolved
                 let lock = try HomeLock(home)
-                let config = try KMSConfiguration.load(home)
-                guard config.type != .local else {
+                var registry = try PasskeyRegistry.load(home)
+                guard let role = registry.kmsRole, role.type.isKMS else {
                     writeStdout("no KMS is configured; filesystem keys are wrapped by the local key file\n")
                     return
                 }
+                guard registry.thresholdValue < 2 else {
+                    throw UserFacingError("the KMS passkeys hold key shares; 'kmsfs security passkey threshold 1' first", exitCode: ExitCodes.usage)
+                }
                 var rewrap = KeyRewrap(home: home)
-                let users = try rewrap.filesystems().filter { $0.envelope.provider != .local }
+                let users = try rewrap.filesystems().filter { $0.superblock.keyslots.contains(where: role.owns) }
                 if !users.isEmpty && !allowDowngrade {
                     throw UserFacingError("filesystems use the KMS: \(users.map(\.name).joined(separator: ", ")); rewrap them first or give --allow-downgrade",
                                           exitCode: ExitCodes.usage)
                 }
-                if !users.isEmpty {
-                    try home.ensureLocalKey()
-                    let source = try config.keyManager(home: home)
-                    let local = LocalKeyManager(source: .keyFile(path: home.localKey))
-                    for fs in users {
-                        try rewrap.plan(name: fs.name, store: fs.store, superblock: fs.superblock, manager: local) { envelope in
-                            let context = WrapContext(filesystemUUID: fs.superblock.uuid)
-                            return try local.wrap(source.unwrap(envelope, context: context), context: context)
-                        }
-                    }
+                let local = registry.passkeys.first { $0.type == .local } ?? Passkey(name: registry.freeName("local"), type: .local, created: UInt64(time(nil)))
+                registry.passkeys.removeAll { $0.name == local.name }
+                registry.replace(role.name, with: local)
+                if !users.isEmpty { try home.ensureLocalKey() }
+                for fs in try rewrap.unlockAll(purpose: "kms unset", where: { $0.keyslots.contains(where: role.owns) }) {
+                    let old = fs.unlocked.superblock
+                    var new = old
+                    new.keyslots.removeAll { role.owns($0) || local.owns($0) }
+                    new.keyslots.insert(try KeyslotWriter.slot(for: local, secret: fs.unlocked.master, share: 0, uuid: old.uuid, home: home) {
+                        _ = try Unlock.keys(from: $0, superblock: old)
+                    }, at: 0)
+                    rewrap.plan(name: fs.name, store: fs.store, old: old, new: new)
                 }
-                try rewrap.commit(configuration: .local, reason: "kms unset")
+                try rewrap.commit(registry: registry, reason: "kms unset", order: .transitional)
                 withExtendedLifetime(lock) {}
                 for change in rewrap.changes {
-                    writeStderr("kmsfs: warning: filesystem \(change.name) is now protected only by the local key file \(home.localKey)\n")
+                    let also = change.new.keyslots.count > 1 ? "by the local key file \(home.localKey) instead of the KMS" : "only by the local key file \(home.localKey)"
+                    writeStderr("kmsfs: warning: filesystem \(change.name) is now protected \(also)\n")
                 }
                 writeStdout("KMS unset: new filesystem keys are wrapped by the local key file\n")
             }
@@ -251,7 +195,7 @@ struct KMSCommand: ParsableCommand {
     struct Rewrap: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "rewrap",
-            abstract: "Rewrap every filesystem key after the KMS key was rotated (vault), or to a new key (kmip: --new-key-uid, mandatory).",
+            abstract: "Rewrap every KMS passkey's keyslots after a key rotation (vault, aws), or the in-use KMS to a new key (kmip: --new-key-uid, mandatory).",
             discussion: "Snapshot bundles exported earlier keep the key wrapped as it was then: keep old key versions (vault) or the old key (kmip) in the KMS."
         )
 
@@ -262,37 +206,82 @@ struct KMSCommand: ParsableCommand {
             try userErrors {
                 let home = homeOptions.resolved
                 let lock = try HomeLock(home)
-                var config = try KMSConfiguration.load(home)
-                switch config.type {
-                case .local:
+                var registry = try PasskeyRegistry.load(home)
+                guard let role = registry.kmsRole, role.type.isKMS, var config = role.kms else {
                     throw UserFacingError("no KMS is configured; 'kmsfs security kms set' first", exitCode: ExitCodes.usage)
+                }
+                switch config.type {
                 case .vault where newKeyUid != nil:
                     throw UserFacingError("--new-key-uid is not allowed for vault: rotate the key in Vault (transit/keys/<key>/rotate), then rewrap without it", exitCode: ExitCodes.usage)
                 case .kmip where newKeyUid == nil:
                     throw UserFacingError("--new-key-uid is mandatory for kmip: create a new key in the KMS and give its UID", exitCode: ExitCodes.usage)
                 default: break
                 }
-                let manager = try config.keyManager(home: home)
                 if let newKeyUid, newKeyUid != config.keyIdentifier {
                     config.previousKeyIdentifiers = (config.previousKeyIdentifiers ?? []).filter { $0 != newKeyUid } + [config.keyIdentifier]
                     config.keyIdentifier = newKeyUid
+                    var updated = role
+                    updated.kms = config
+                    registry.replace(role.name, with: updated)
                 }
-                let target = newKeyUid == nil ? manager : try config.keyManager(home: home)
                 var rewrap = KeyRewrap(home: home)
-                for fs in try rewrap.filesystems() where fs.envelope.provider == config.type {
-                    try rewrap.plan(name: fs.name, store: fs.store, superblock: fs.superblock, manager: target) { envelope in
-                        try manager.rewrap(envelope, context: WrapContext(filesystemUUID: fs.superblock.uuid), newKeyIdentifier: newKeyUid)
+                var left: [String] = []
+                var planned: [String: Superblock] = [:]
+                let filesystems = try rewrap.filesystems()
+                for passkey in registry.unlockOrder where passkey.type.isKMS {
+                    // KMIP keys have no versions: only the in-use KMS moves, and only to --new-key-uid.
+                    if passkey.type == .kmip && passkey.name != role.name { left.append(passkey.name); continue }
+                    let before = try (passkey.name == role.name ? role : passkey).manager(home: home)
+                    let target = try passkey.manager(home: home)
+                    for fs in filesystems {
+                        var new = planned[fs.name] ?? fs.superblock
+                        for (i, slot) in new.keyslots.enumerated() where passkey.owns(slot) {
+                            new.keyslots[i] = try Self.rewrapped(slot, in: fs, from: before, to: target,
+                                                                 newKeyIdentifier: passkey.name == role.name ? newKeyUid : nil)
+                        }
+                        planned[fs.name] = new
                     }
                 }
-                try rewrap.commit(configuration: newKeyUid == nil ? nil : config, reason: "kms rewrap")
+                for fs in filesystems { rewrap.plan(name: fs.name, store: fs.store, old: fs.superblock, new: planned[fs.name] ?? fs.superblock) }
+                try rewrap.commit(registry: registry, reason: "kms rewrap", order: .registryFirst)
                 withExtendedLifetime(lock) {}
                 for change in rewrap.changes {
-                    writeStdout("rewrapped filesystem \(change.name): key \(change.old.kms.keyIdentifier) v\(change.old.kms.keyVersion) -> \(change.new.kms.keyIdentifier) v\(change.new.kms.keyVersion)\n")
+                    writeStdout("rewrapped filesystem \(change.name): \(KeyRewrap.describe(change.old)) -> \(KeyRewrap.describe(change.new))\n")
                 }
+                for name in left { writeStdout("left passkey \(name) as it is: KMIP keys have no versions (add a passkey with the new key instead)\n") }
                 writeStdout("rewrapped \(rewrap.changes.count) filesystem key(s)\n")
                 if newKeyUid != nil {
                     writeStdout("keep the old key in the KMS: snapshot bundles exported before this rewrap still need it\n")
                 }
+            }
+        }
+
+        /// `slot` rewrapped by its KMS (server-side where it can), proven: a
+        /// whole secret against the key-check value, a share against the old unwrap.
+        static func rewrapped(_ slot: Keyslot, in fs: (name: String, store: StorePaths, superblock: Superblock), from source: any KeyManager,
+                              to target: any KeyManager, newKeyIdentifier: String?) throws -> Keyslot {
+            let context = WrapContext(filesystemUUID: fs.superblock.uuid)
+            do {
+                let envelope = try WrappedKey(decoding: slot.wrappedKey)
+                let wrapped = try source.rewrap(envelope, context: context, newKeyIdentifier: newKeyIdentifier)
+                let material = try target.unwrap(wrapped, context: context)
+                if slot.share == 0 {
+                    _ = try Unlock.keys(from: material, superblock: fs.superblock)
+                } else {
+                    let before = try source.unwrap(envelope, context: context)
+                    guard before.constantTimeEquals(material) else {
+                        throw UserFacingError("the rewrapped share came back different", exitCode: ExitCodes.wrongKey)
+                    }
+                }
+                var updated = slot
+                let reference = target.reference
+                updated.kms = StoredKMSReference(type: reference.type.rawValue, address: reference.address,
+                                                 keyIdentifier: wrapped.keyIdentifier, keyVersion: wrapped.keyVersion)
+                updated.wrappedKey = wrapped.encoded()
+                return updated
+            } catch {
+                let user = UserFacingError.from(error)
+                throw UserFacingError("filesystem \(fs.name): \(user.message); no filesystem key was changed", exitCode: user.exitCode)
             }
         }
     }

@@ -43,7 +43,7 @@ struct SnapshotCommand: ParsableCommand {
                 let store = try target.existingStore()
                 let info = try SnapshotRequests.create(target.snapshot, store: store) {
                     try Unlock.open(store, home: target.homeOptions.resolved, passphrase: try SecretInput.passphrase(file: passphraseFile),
-                                    purpose: "snapshot-create \(target.snapshot)").1
+                                    purpose: "snapshot-create \(target.snapshot)").keys
                 }
                 writeStdout("created snapshot \(info.name) of \(target.filesystem) (id \(info.id))\n")
             }
@@ -221,8 +221,13 @@ extension SnapshotCommand {
                 let reader = BundleReader(source: try location.open(source, create: false))
                 let staging = home.path + "/.importing-" + name
                 Interruption.catchSignals()
+                var unlockedBy: [String] = []
                 let s = try reader.rehydrate(snapshot: snapshot, target: target, staging: staging, progress: !location.json) { superblock in
-                    do { return try Unlock.unlock(superblock, home: home, passphrase: passphrase, filesystem: name, purpose: "import").0 } catch {
+                    do {
+                        let unlocked = try Unlock.unlock(superblock, home: home, passphrase: passphrase, filesystem: name, purpose: "import")
+                        unlockedBy = unlocked.answered
+                        return unlocked.keys
+                    } catch {
                         // A bundle made with a home's local key file opens only in that home.
                         let envelope = try? WrappedKey(decoding: superblock.wrappedKey)
                         guard envelope?.provider == .local, envelope?.keyIdentifier != "passphrase" else { throw error }
@@ -236,9 +241,9 @@ extension SnapshotCommand {
                 if let superblock = try? SuperblockFile.read(target.superblock) { RollbackAnchor(home: home, superblock: superblock, name: name).remove() }
                 AuditLog.record(home, "import", ["filesystem": name, "snapshot": s.snapshot, "uuid": s.filesystemUUID, "source": source])
                 try location.report(
-                    "imported snapshot \(s.snapshot) as filesystem \(name) (uuid \(s.filesystemUUID)): \(s.files) files, \(s.chunks) chunks (\(humanBytes(s.bytes))) verified\n",
+                    "imported snapshot \(s.snapshot) as filesystem \(name) (uuid \(s.filesystemUUID)): \(s.files) files, \(s.chunks) chunks (\(humanBytes(s.bytes))) verified; unlocked by \(unlockedBy.joined(separator: ", "))\n",
                     ["filesystem": name, "snapshot": s.snapshot, "uuid": s.filesystemUUID, "files": s.files, "chunks": s.chunks, "bytes": Int(s.bytes),
-                     "metadataBytes": Int(s.metadataBytes), "repaired": s.repaired, "seconds": s.seconds])
+                     "metadataBytes": Int(s.metadataBytes), "repaired": s.repaired, "seconds": s.seconds, "passkeys": unlockedBy])
             }
         }
     }
@@ -280,7 +285,7 @@ extension SnapshotCommand {
                 var integrity = false
                 let s = try reader.verifyDeep(snapshot: snapshot, scratch: home.path + "/.verifying-\(getpid())", progress: !location.json) { superblock in
                     integrity = superblock.hasIntegrity
-                    return try Unlock.unlock(superblock, home: home, passphrase: passphrase, filesystem: source, purpose: "verify").0
+                    return try Unlock.unlock(superblock, home: home, passphrase: passphrase, filesystem: source, purpose: "verify").keys
                 }
                 let data = integrity
                     ? "the data of all \(s.verifiedFiles) files matches its sealed content digests"
@@ -308,29 +313,29 @@ extension SnapshotCommand {
         func run() throws {
             try userErrors {
                 let home = homeOptions.resolved
-                var config = try KMSConfiguration.load(home)
-                if config.type == .local { try home.ensureLocalKey() }
-                if let newKeyUid { config.keyIdentifier = newKeyUid }
-                let target = try config.keyManager(home: home)
+                var registry = try PasskeyRegistry.load(home)
+                if registry.passkeys.contains(where: { $0.type == .local }) { try home.ensureLocalKey() }
+                if let newKeyUid {
+                    guard var role = registry.kmsRole, role.type == .kmip else {
+                        throw UserFacingError("--new-key-uid is only for a kmip KMS", exitCode: ExitCodes.usage)
+                    }
+                    role.kms?.keyIdentifier = newKeyUid
+                    registry.replace(role.name, with: role)
+                }
                 let passphrase = try SecretInput.passphrase(file: passphraseFile)
                 let reader = BundleReader(source: try location.open(source, create: false))
                 let changes = try reader.rewrap { old in
-                    let envelope = try WrappedKey(decoding: old.wrappedKey)
-                    let current = try Unlock.keyManager(for: envelope, home: home, passphrase: passphrase)
-                    let context = WrapContext(filesystemUUID: old.uuid)
-                    let wrapped = envelope.provider == config.type && envelope.keyIdentifier != "passphrase"
-                        // To the configured key (kmip: a new UID after `kms rewrap --new-key-uid`; aws: the alias's key now),
-                        // or within the same key to its latest version (vault).
-                        ? try current.rewrap(envelope, context: context,
-                                             newKeyIdentifier: newKeyUid ?? (envelope.keyIdentifier == config.keyIdentifier ? nil : config.keyIdentifier))
-                        : try current.rewrapByRoundTrip(envelope, context: context, using: target)
-                    // Prove the new wrapping before it replaces the old one.
-                    _ = try Unlock.keys(from: try target.unwrap(wrapped, context: context), superblock: old)
+                    let unlocked = try Unlock.unlock(old, home: home, passphrase: passphrase, filesystem: source, purpose: "bundle-rewrap")
                     var updated = old
-                    let reference = target.reference
-                    updated.kms = StoredKMSReference(type: reference.type.rawValue, address: reference.address,
-                                                     keyIdentifier: wrapped.keyIdentifier, keyVersion: wrapped.keyVersion)
-                    updated.wrappedKey = wrapped.encoded()
+                    // Every new slot is proven against the key-check value before it replaces the old ones.
+                    (updated.keyslots, updated.threshold) = try KeyslotWriter.slots(master: unlocked.master, uuid: old.uuid, registry: registry, home: home) {
+                        _ = try Unlock.keys(from: $0, superblock: old)
+                    }
+                    // Passphrase wraps (the filesystem's own, or recovery passkeys of the home it came from) are not this home's to renew: kept.
+                    updated.keyslots += old.keyslots.filter { slot in
+                        slot.share == 0 && slot.kms.type == "local" && ["passphrase", RecoveryKeyManager.keyIdentifier].contains(slot.kms.keyIdentifier)
+                            && !updated.keyslots.contains { $0.passkey == slot.passkey }
+                    }
                     return updated
                 }
                 var text = ""

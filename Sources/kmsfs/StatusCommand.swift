@@ -67,7 +67,9 @@ struct StatusCommand: ParsableCommand {
         var rows: [(String, String)] = [
             ("filesystem", "\(r["filesystem"] ?? "") (\(r["uuid"] ?? ""))"),
             ("mounted at", "\(r["mountpoint"] ?? "")\((r["readOnly"] as? Bool) == true ? " (read-only)" : ""), since \(r["startedAt"] ?? ""), up \(r["uptimeSeconds"] ?? 0) s"),
-            ("key", "\(kms["type"] ?? "") \(kms["key"] ?? "")\((kms["keyVersion"] as? String).map { $0.isEmpty ? "" : " v\($0)" } ?? ""), unlocked by \(kms["unlockedBy"] ?? "")"),
+            ("key", "\(kms["type"] ?? "") \(kms["key"] ?? "")\((kms["keyVersion"] as? String).map { $0.isEmpty ? "" : " v\($0)" } ?? ""), unlocked by \(kms["unlockedBy"] ?? "")"
+                + ((kms["passkeys"] as? [String]).map { $0.isEmpty ? "" : " (passkey \($0.joined(separator: ", ")))" } ?? "")
+                + ((kms["failedPasskeys"] as? [String]).map { $0.isEmpty ? "" : "; did not answer: \($0.joined(separator: ", "))" } ?? "")),
             ("reads", "\(reads["operations"] ?? 0) operations, \(humanBytes(UInt64(reads["bytes"] as? Int ?? 0)))"),
             ("writes", "\(writes["operations"] ?? 0) operations, \(humanBytes(UInt64(writes["bytes"] as? Int ?? 0)))"),
             ("errors", "EIO \(r["eio"] ?? 0); all: \(errors.isEmpty ? "none" : errors.joined(separator: ", "))"),

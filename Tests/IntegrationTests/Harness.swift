@@ -223,6 +223,13 @@ final class OpenBao: @unchecked Sendable {
     /// The shared server, or nil (and a CI failure) when it cannot run here.
     static func available() -> OpenBao? { ScriptServer.available(started, marker: "bao") }
 
+    /// A server of the test's own (another KMS, e.g. at a second site), which
+    /// it may freeze without disturbing the tests that share the first one.
+    static func dedicated(_ label: String) throws -> OpenBao {
+        let started = try ScriptServer.start("openbao.sh", instance: label).get()
+        return OpenBao(dir: started.dir, env: started.env)
+    }
+
     /// Runs the bao CLI as root (admin steps: rotate a key, make tokens).
     @discardableResult
     func bao(_ args: String..., token: String? = nil, namespace: String = "") throws -> Harness.Result {
@@ -255,9 +262,9 @@ enum ScriptServer {
     nonisolated(unsafe) private static var running: [(script: String, dir: String)] = []
     private static let lock = NSLock()
 
-    static func start(_ script: String) -> Result<(dir: String, env: [String: String]), Error> {
+    static func start(_ script: String, instance: String = "") -> Result<(dir: String, env: [String: String]), Error> {
         Result {
-            let dir = NSTemporaryDirectory() + "kmsfs-\(script.prefix { $0 != "." })-\(getpid())"
+            let dir = NSTemporaryDirectory() + "kmsfs-\(script.prefix { $0 != "." })-\(getpid())" + (instance.isEmpty ? "" : "-" + instance)
             register(script, dir)  // before the start: stopping a server that never started is a no-op
             let r = try Harness.run("/bin/bash", [scriptPath(script), "start", dir], env: ["KMSFS_SERVER_OWNER": String(getpid())])
             guard r.status == 0, let text = try? String(contentsOfFile: dir + "/env", encoding: .utf8) else {

@@ -357,8 +357,8 @@ import Glibc
             data = bytearray(open(path, "rb").read())
             for slot in (0, 4096):
                 b = data[slot:slot + 4096]
-                n1, n2 = struct.unpack_from("<HH", b, 96)
-                end = 112 + n1 + n2
+                n1, n2, n3 = struct.unpack_from("<HHH", b, 96)
+                end = 112 + n1 + n2 + n3
                 flags = struct.unpack_from("<I", b, 12)[0] & ~0x2
                 struct.pack_into("<I", b, 12, flags)
                 struct.pack_into("<H", b, 10, 0)
