@@ -38,6 +38,9 @@ extension FileSystem {
     /// Closes a handle (`counted`: one the kernel opened, shown in `status`).
     func release(_ ino: InodeNumber, counted: Bool) {
         if counted { activity.countOpen(-1) }
+        if let inode = table.handle(ino) {
+            do { try inode.lock.writing { try inode.data.flushDeferred() } } catch { FuseLog.error("writing deferred units of inode \(ino): \(error)") }
+        }
         if table.release(ino), let a = try? metadata.attributes(ino) { purgeIfUnreferenced(a) }
         if dataStore.mustSettle {
             // Closed files hold many unsettled units: settle them now, with writers held back.
@@ -55,7 +58,11 @@ extension FileSystem {
     public func fsync(_ ino: InodeNumber, dataOnly: Bool) throws {
         try run("fsync \(ino)") {
             let inode = table.handle(ino)
-            let unsettled = inode.map { i in i.lock.reading { i.data.unsettledTags() } }
+            // Held-back writes (copy-before-write batches) go to the file first, then the syncs cover them.
+            let unsettled = try inode.map { i in try i.lock.writing { () throws -> UnsettledTags in
+                try i.data.flushDeferred()
+                return i.data.unsettledTags()
+            } }
             let failures = Locked<[Error]>([])
             let (metadata, readOnly) = (self.metadata, self.readOnly)
             func attempt(_ body: @escaping @Sendable () throws -> Void) -> @Sendable () -> Void {
@@ -116,6 +123,29 @@ extension FileSystem {
         }
         thread.name = "kmsfs-metadata-committer"
         thread.start()
+        let flusher = Thread { [self] in
+            while true {
+                usleep(Self.deferredFlushInterval)
+                flushDeferredWrites(olderThan: UInt64(Self.deferredFlushInterval) * 1000)
+            }
+        }
+        flusher.name = "kmsfs-deferred-writes"
+        flusher.start()
+    }
+
+    /// How long a write held back for a copy-before-write batch may wait (µs):
+    /// bounds what a daemon crash loses of writes nobody fsynced, as the
+    /// kernel's own writeback does.
+    static let deferredFlushInterval: UInt32 = 200_000
+
+    /// Writes held-back units of open files (see `DataFile.flushDeferred`).
+    func flushDeferredWrites(olderThan age: UInt64 = 0) {
+        guard dataStore.hasDeferredWrites else { return }
+        for inode in table.allOpen() {
+            do { try inode.lock.writing { try inode.data.flushDeferred(olderThan: age) } } catch {
+                FuseLog.error("writing deferred units of inode \(inode.ino): \(error)")
+            }
+        }
     }
 
     /// 512-byte blocks the ciphertext occupies (holes are not counted).

@@ -54,6 +54,12 @@ public final class FileSystem: Sendable {
         do { try metadata.sync(advance: !readOnly) } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
     }
 
+    /// Writes every open file's held-back units (copy-before-write batches,
+    /// `DataFile.flushDeferred`): before a snapshot is taken or deleted, with writers paused.
+    public func flushHeldBackWrites() throws {
+        for inode in table.allOpen() { try inode.lock.writing { try inode.data.flushDeferred() } }
+    }
+
     /// Before a snapshot's metadata copy, with writers paused: every file's
     /// tags are settled and its content digest recorded, so the snapshot's
     /// image holds the digest a view or an import checks its data against.
@@ -68,6 +74,7 @@ public final class FileSystem: Sendable {
     /// sends RELEASE asynchronously, so a file closed just before the unmount
     /// may still be open here. One syncfs first makes every unit durable.
     func settleEverything() throws {
+        try flushHeldBackWrites()
         try dataStore.syncAll()
         try dataStore.settleClosedFiles()
         for inode in table.allOpen() {

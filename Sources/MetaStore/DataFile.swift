@@ -1,4 +1,5 @@
 import BlockCipher
+import Locking
 internal import CLinux
 #if canImport(Glibc)
 import Glibc
@@ -27,6 +28,17 @@ public final class DataFile: @unchecked Sendable {
     /// This file's delta in the newest snapshot, for the preserver's epoch `deltaEpoch`.
     private var delta: DeltaWriter?
     private var deltaEpoch: UInt64 = 0
+    /// Copy-before-write with one sync per batch: live units whose old
+    /// contents were copied into the delta but not made durable yet wait
+    /// here, encrypted, until one fdatasync of the delta lets them all go to
+    /// the live file (`flushDeferred`). Reads see them; every other change
+    /// of the file, fsync, release, a snapshot and a timer flush them first.
+    /// Distinct units only: a write to a unit already here flushes first.
+    private var deferred: [(first: UInt64, ciphertext: [UInt8])] = []
+    private var deferredUnits = 0
+    private var deferredSince: UInt64 = 0
+    /// Most units held back per file (512 KiB).
+    static let maxDeferredUnits = 128
     /// The units' tags (integrity on, live filesystem); nil for XTS only.
     let tags: UnitTags?
     /// Where tags still waiting to settle go when the file is closed.
@@ -58,20 +70,89 @@ public final class DataFile: @unchecked Sendable {
     }
 
     deinit {
+        if !deferred.isEmpty {
+            // The last handle went without a release that flushed (an error path): write them now.
+            do { try flushDeferred() } catch {
+                let line = Array("kmsfs: writing deferred units of file \(id): \(error)\n".utf8)
+                _ = line.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+            }
+        }
         if fd >= 0 { close(fd) }
         if let tags, !tags.pending.isEmpty { store?.adoptUnsettled(id, tags.pending) }
     }
 
     /// Copy-before-write: called before units in `units` change on disk.
     func preserve(_ units: Range<UInt64>) throws {
-        guard let preserver, !units.isEmpty, !isInline else { return }  // an inline unit is in the snapshot's image
+        guard !units.isEmpty else { return }
+        try flushDeferred()
+        try currentDelta()?.preserve(units, liveFD: fd, livePath: path)
+    }
+
+    /// The delta of the newest snapshot, when it protects this file.
+    private func currentDelta() throws -> DeltaWriter? {
+        guard let preserver, !isInline else { return nil }  // an inline unit is in the snapshot's image
         let (latest, epoch) = preserver.current
-        guard latest != nil else { return }
+        guard latest != nil else { return nil }
         if epoch != deltaEpoch {
+            try flushDeferred()  // into the delta they were copied for
             delta = try preserver.deltaWriter(for: id.rawValue, liveFD: fd)
             deltaEpoch = epoch
         }
-        try delta?.preserve(units, liveFD: fd, livePath: path)
+        return delta
+    }
+
+    /// Writes whole units of ciphertext after copy-before-write. When the
+    /// units' old contents still have to be copied, the copy is written now
+    /// and the live write held back (`deferred`) so that one delta sync
+    /// covers a batch of writes; otherwise held-back writes go first.
+    private func preserveAndWrite(_ ciphertext: UnsafeRawBufferPointer, first: UInt64) throws {
+        let count = ciphertext.count / Self.unit
+        let units = first..<first + UInt64(count)
+        if count <= Self.maxDeferredUnits, let delta = try currentDelta(), delta.needsCopy(units), !overlapsDeferred(units) {
+            if deferredUnits + count > Self.maxDeferredUnits { try flushDeferred() }
+            try delta.preserve(units, liveFD: fd, livePath: path, sync: false)
+            if deferred.isEmpty {
+                deferredSince = MonotonicClock.nanoseconds()
+                store?.noteDeferring(1)
+            }
+            deferred.append((first, Array(ciphertext)))
+            deferredUnits += count
+            return
+        }
+        try preserve(units)
+        try writeUnits(ciphertext, first: first)
+    }
+
+    private func overlapsDeferred(_ units: Range<UInt64>) -> Bool {
+        deferred.contains { units.overlaps($0.first..<$0.first + UInt64($0.ciphertext.count / Self.unit)) }
+    }
+
+    /// Makes the delta's copies durable, then writes the held-back live
+    /// units. Under the inode's exclusive lock. `olderThan`: only when the
+    /// oldest waited that long (nanoseconds; the periodic flush).
+    public func flushDeferred(olderThan age: UInt64 = 0) throws {
+        guard !deferred.isEmpty, age == 0 || MonotonicClock.nanoseconds() &- deferredSince >= age else { return }
+        try delta?.sync()
+        while let next = deferred.first {
+            try next.ciphertext.withUnsafeBytes { try writeUnits($0, first: next.first) }
+            deferred.removeFirst()
+            deferredUnits -= next.ciphertext.count / Self.unit
+        }
+        store?.noteDeferring(-1)
+    }
+
+    /// Held-back units over the on-disk ones just read (their tags verified the old contents).
+    private func overlayDeferred(_ buffer: UnsafeMutableRawBufferPointer, first: UInt64) {
+        let range = first..<first + UInt64(buffer.count / Self.unit)
+        for entry in deferred {
+            let held = entry.first..<entry.first + UInt64(entry.ciphertext.count / Self.unit)
+            let overlap = held.clamped(to: range)
+            guard !overlap.isEmpty else { continue }
+            entry.ciphertext.withUnsafeBytes { source in
+                let from = Int(overlap.lowerBound - held.lowerBound) * Self.unit, to = Int(overlap.lowerBound - first) * Self.unit
+                (buffer.baseAddress! + to).copyMemory(from: source.baseAddress! + from, byteCount: overlap.count * Self.unit)
+            }
+        }
     }
 
     /// Truncation to zero while a snapshot needs the old contents: the old
@@ -151,8 +232,7 @@ public final class DataFile: @unchecked Sendable {
         let skip = Int(offset - first * UInt64(Self.unit))
         (buffer.baseAddress! + skip).copyMemory(from: data.baseAddress!, byteCount: data.count)
         try cipher.encrypt(UnsafeRawBufferPointer(buffer), into: buffer, fileID: id, firstBlock: BlockIndex(first))
-        try preserve(first..<last + 1)
-        try writeUnits(UnsafeRawBufferPointer(buffer), first: first)
+        try preserveAndWrite(UnsafeRawBufferPointer(buffer), first: first)
     }
 
     /// Changes the length from `oldSize` to `newSize`: when shrinking, the
@@ -166,6 +246,7 @@ public final class DataFile: @unchecked Sendable {
         }
         try store?.beforeFileChange()
         try ensureFile()
+        try flushDeferred()
         if newSize == 0, try retireForTruncation() { return }
         if newSize < oldSize && newSize % unit != 0 {
             let index = newSize / unit
@@ -203,6 +284,7 @@ public final class DataFile: @unchecked Sendable {
         }
         try store?.beforeFileChange()
         try ensureFile()
+        try flushDeferred()
         let firstWhole = (offset + unit - 1) / unit
         let lastWhole = end / unit
         if firstWhole < lastWhole {
@@ -271,6 +353,7 @@ public final class DataFile: @unchecked Sendable {
     public func settle(_ unsettled: UnsettledTags) throws {
         guard let tags, !unsettled.units.isEmpty else { return }
         try store?.beforeFileChange()
+        try flushDeferred()
         try tags.settle(unsettled.units)
     }
 
@@ -285,6 +368,7 @@ public final class DataFile: @unchecked Sendable {
             try tags?.verify(UnsafeRawBufferPointer(buffer), first: first)
             try verified?.verify(UnsafeRawBufferPointer(buffer), first: first)
         }
+        if !deferred.isEmpty { overlayDeferred(buffer, first: first) }
         // Decrypt runs of non-hole units with one call each.
         let units = buffer.count / Self.unit
         var anyData = false

@@ -27,6 +27,12 @@ public final class DataStore: Sendable {
     /// Whether closed files hold so many unsettled units that they should be settled now.
     public var mustSettle: Bool { unsettled.withLock { $0.units > Self.unsettledLimit } }
 
+    /// How many open files hold deferred writes (DataFile: copy-before-write
+    /// with one delta sync per batch), so the periodic flush skips the rest.
+    private let deferring = Locked(0)
+    public var hasDeferredWrites: Bool { deferring.withLock { $0 > 0 } }
+    func noteDeferring(_ delta: Int) { deferring.withLock { $0 += delta } }
+
     /// The live metadata, when it commits in groups: its shared transaction
     /// commits before any data or tag file changes (`beforeFileChange`).
     let metadata: MetadataStore?

@@ -327,11 +327,7 @@ public final class MetadataStore: Sendable {
     /// every `timestampInterval` seconds, so a daemon crash loses at most that
     /// much timestamp history.
     public func runCommitter(timestampInterval: Int, log: (Error) -> Void) -> Never {
-        func now() -> Int {
-            var t = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &t)
-            return t.tv_sec
-        }
+        func now() -> Int { MonotonicClock.seconds() }
         var timestampsDue = now() + timestampInterval
         while true {
             if sharedTransactionOpened.wait(seconds: 1) {

@@ -168,9 +168,16 @@ final class DeltaWriter {
         return wrote
     }
 
+    /// Whether a change to `units` has old contents to copy first.
+    func needsCopy(_ units: Range<UInt64>) -> Bool {
+        units.clamped(to: 0..<baseUnits).contains { !isPreserved($0) }
+    }
+
     /// Copies the units of `units` not yet held from the live ciphertext file,
-    /// then makes them durable: after this returns the live units may change.
-    func preserve(_ units: Range<UInt64>, liveFD: Int32, livePath: String) throws {
+    /// then (with `sync`) makes them durable: after this returns the live units
+    /// may change. Without it the caller holds the live change back until its
+    /// own `sync` (DataFile's deferred writes).
+    func preserve(_ units: Range<UInt64>, liveFD: Int32, livePath: String, sync durable: Bool = true) throws {
         let needed = units.clamped(to: 0..<baseUnits)
         guard needed.contains(where: { !isPreserved($0) }) else { return }
         // At most 1 MiB at a time, and no more than the write needs (usually one or a few units).
@@ -188,7 +195,7 @@ final class DeltaWriter {
             }
             start += UInt64(n)
         }
-        if wrote { try sync() }
+        if wrote && durable { try sync() }
     }
 
     func sync() throws {

@@ -43,7 +43,10 @@ enum SnapshotRequests {
                     try anchor?.advance(force: true)
                     return .success("\(id)")
                 case deleteVerb:
-                    try paused { try manager.delete(name: argument) }
+                    try paused {
+                        try fileSystem.flushHeldBackWrites()  // into the deltas they were copied for, before those move
+                        try manager.delete(name: argument)
+                    }
                     return .success("")
                 case sealVerb:
                     fileSystem.paused { fileSystem.flushForUnmount() }

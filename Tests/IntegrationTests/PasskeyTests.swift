@@ -175,6 +175,11 @@ import Testing
         #expect(imported.status == 0, "import with only the passphrase: \(imported.stderr)")
         #expect(imported.stdout.contains("unlocked by recovery"), "\(imported.stdout)")
         #expect(try mountAndRead(elsewhere, "a", extra: ["--passphrase-file", passphrase]).passkeys.first?.hasPrefix("recovery") == true)
+        // A site whose only passkey is another name for one of the Vaults: the bundle's slot of that Vault opens through it.
+        let secondSite = try Sandbox()
+        #expect(try addVault(secondSite, "dr-vault", siteB).status == 0)
+        let viaVault = try secondSite.kmsfs("snapshot", "import", bundle, "a")
+        #expect(viaVault.status == 0 && viaVault.stdout.contains("unlocked by vault-b (through dr-vault)"), "\(viaVault.stdout)\(viaVault.stderr)")
         // `snapshot rewrap` there moves the bundle to that home's passkeys (its local key file), keeping the recovery wrap.
         let rewrapped = try elsewhere.kmsfs("snapshot", "rewrap", bundle, "--passphrase-file", passphrase)
         #expect(rewrapped.status == 0 && rewrapped.stdout.contains("rewrapped 1 manifest"), "\(rewrapped.stdout)\(rewrapped.stderr)")
