@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "MetaStore", dependencies: ["BlockCipher", "CSQLite", "CLinux", "Locking"], swiftSettings: swiftSettings),
         // L3
         .target(name: "FuseFrontend", dependencies: ["MetaStore", "BlockCipher", "CFuse", "CLinux", "Locking"], swiftSettings: swiftSettings),
-        .target(name: "SnapExport", dependencies: ["MetaStore", "KeyVault", "BlockCipher", "HTTPTransport", "CLinux"], swiftSettings: swiftSettings),
+        .target(name: "SnapExport", dependencies: ["MetaStore", "KeyVault", "BlockCipher", "HTTPTransport", "CLinux", "Locking"], swiftSettings: swiftSettings),
         // L4
         .executableTarget(
             name: "kmsfs",

@@ -1,4 +1,5 @@
 import Foundation
+import Locking
 import MetaStore
 internal import CLinux
 #if canImport(Glibc)
@@ -27,6 +28,16 @@ public protocol BundleStore: AnyObject {
     func list(prefix: String) throws -> [String]
     /// Bytes actually sent by puts so far (for progress and tests).
     var bytesSent: UInt64 { get }
+    /// How many `exists`/`put` calls may run at once from different threads
+    /// (an export's parallel uploads); 1: one at a time.
+    var uploadWidth: Int { get set }
+}
+
+/// A value handed to another thread by a caller that makes the sharing safe
+/// (a bundle store whose `uploadWidth` says it takes calls from several threads).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
 
 /// The keys of a bundle location.
@@ -141,7 +152,10 @@ func syncFileAndRename(_ temporary: String, to target: String) throws {
 /// and renamed; `sync()` makes everything written durable before the manifest.
 public final class LocalBundleStore: BundleStore {
     public let root: String
-    public private(set) var bytesSent: UInt64 = 0
+    private let sent = Locked<UInt64>(0)
+    public var bytesSent: UInt64 { sent.withLock { $0 } }
+    /// Puts write distinct temporary files and rename them into place: safe from several threads.
+    public var uploadWidth = 4
     public var location: String { root }
 
     public init(root: String, create: Bool) throws {
@@ -178,7 +192,7 @@ public final class LocalBundleStore: BundleStore {
         }
         close(fd)
         guard rename(temporary, target) == 0 else { throw BundleError.io("renaming \(temporary): \(String(cString: strerror(errno)))") }
-        bytesSent += UInt64(bytes.count)
+        sent.withLock { $0 += UInt64(bytes.count) }
     }
 
     /// Copies the file in 1 MiB pieces (a manifest can be large), after making
@@ -190,7 +204,7 @@ public final class LocalBundleStore: BundleStore {
         let temporary = Self.temporaryName(for: target)
         let copied = try copyFile(from: source, to: temporary, exclusive: true)
         do { try syncFileAndRename(temporary, to: target) } catch { unlink(temporary); throw error }
-        bytesSent += copied
+        sent.withLock { $0 += copied }
     }
 
     /// Makes every object written so far durable (syncfs of the bundle's filesystem).

@@ -1,5 +1,6 @@
 import BlockCipher
 import Foundation
+import Locking
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -67,16 +68,31 @@ public struct Exporter {
         let progress = Progress(verb: "export \(info.name)", totalBytes: totals.bytes + UInt64(imageSize), enabled: enabled)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: DataStore.blockSize)
         defer { buffer.deallocate() }
+        // Chunks are read and hashed here, in manifest order; their HEAD and PUT run on
+        // `uploadWidth` threads (at most twice as many chunks in memory). Counted as they land.
+        let uploads = destination.uploadWidth > 1 ? BoundedWorkers(width: destination.uploadWidth) : nil
+        defer { uploads?.cancel() }
+        let landed = Locked((chunks: 0, bytes: UInt64(0)))
+        let shared = UncheckedSendable(destination)
 
+        /// Sends `bytes` unless the destination holds that chunk already; returns
+        /// its reference, and whether it was sent (always false when uploading in parallel: see `landed`).
         func send(_ bytes: UnsafeMutableRawBufferPointer) throws -> (ChunkReference, Bool) {
             let digest = SHA256.hash(UnsafeRawBufferPointer(bytes))
             let key = BundleKeys.chunk(digest.hexString)
-            var sent = false
-            if try !destination.exists(key, size: bytes.count) {
+            let reference = ChunkReference(offset: 0, length: bytes.count, sha256: digest)
+            guard let uploads else {
+                guard try !destination.exists(key, size: bytes.count) else { return (reference, false) }
                 try destination.put(key, bytes: UnsafeRawBufferPointer(bytes), sha256: digest)
-                sent = true
+                return (reference, true)
             }
-            return (ChunkReference(offset: 0, length: bytes.count, sha256: digest), sent)
+            let copy = Array(bytes)
+            try uploads.submit {
+                guard try !shared.value.exists(key, size: copy.count) else { return }
+                try copy.withUnsafeBytes { try shared.value.put(key, bytes: $0, sha256: digest) }
+                landed.withLock { $0.chunks += 1; $0.bytes += UInt64(copy.count) }
+            }
+            return (reference, false)
         }
 
         // The metadata image, chunked like file data.
@@ -154,6 +170,11 @@ public struct Exporter {
                 position += UInt64(length)
             }
         }
+        // Every chunk landed before the manifest that names them.
+        try uploads?.finish()
+        let parallel = landed.withLock { $0 }
+        summary.uploadedChunks += parallel.chunks
+        summary.uploadedBytes += parallel.bytes
         try writer.finish()
         try destination.putFile(BundleKeys.manifest(info.name), path: temporary)
         progress.finish()

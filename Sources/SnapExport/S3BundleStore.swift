@@ -2,6 +2,7 @@ import BlockCipher
 import Foundation
 import HTTPTransport
 import KeyVault
+import Locking
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,10 @@ public final class S3BundleStore: BundleStore {
     let endpoint: (scheme: String, host: String)
     let region: String
     let credentials: AWSCredentials
-    let http: HTTPClient
+    /// Idle connections (one HTTPClient each, used by one thread at a time):
+    /// parallel uploads each take one, and give it back for reuse.
+    private let idle = Locked<[HTTPClient]>([])
+    private let tls: TLSOptions
     let retry: RetryPolicy
     /// Objects larger than this are sent with multipart upload, in parts of `partSize`.
     public var multipartThreshold = 16 << 20
@@ -30,8 +34,11 @@ public final class S3BundleStore: BundleStore {
     /// ListObjectsV2 pages followed before the listing is refused (1000 keys each), so a store
     /// that answers "truncated" forever cannot keep kmsfs looping and growing.
     static let maxListPages = 100_000
-    public private(set) var bytesSent: UInt64 = 0
-    public private(set) var multipartUploads = 0
+    private let counters = Locked((sent: UInt64(0), multipart: 0))
+    public var bytesSent: UInt64 { counters.withLock { $0.sent } }
+    public var multipartUploads: Int { counters.withLock { $0.multipart } }
+    /// Parallel uploads of an export (connections at once); $KMSFS_S3_PARALLEL, default 8.
+    public var uploadWidth = 8
     public let location: String
 
     /// - Parameter insecureHTTP: allow an http:// endpoint that is not a loopback address.
@@ -56,7 +63,7 @@ public final class S3BundleStore: BundleStore {
         if let refused = PlainHTTPPolicy.refusedHost(resolved, allowPlainHTTP: insecureHTTP) {
             throw BundleError.usage("refusing plain http:// to \(refused): S3 requests carry signed credentials; use https, or --insecure-http")
         }
-        http = HTTPClient(tls: TLSOptions(allowPlainHTTP: insecureHTTP), connectTimeout: 5, totalTimeout: 600)
+        tls = TLSOptions(allowPlainHTTP: insecureHTTP)
         do { credentials = try AWSCredentialSource.resolve(profile: profile, environment: environment) } catch {
             throw BundleError.usage("no AWS credentials for \(url): \(error)")
         }
@@ -66,6 +73,7 @@ public final class S3BundleStore: BundleStore {
         if let v = environment["KMSFS_S3_MULTIPART_THRESHOLD"].flatMap(Int.init), v > 0 { multipartThreshold = v }
         if let v = environment["KMSFS_S3_PART_SIZE"].flatMap(Int.init), v > 0 { partSize = v }
         if let v = environment["KMSFS_S3_RANGE_SIZE"].flatMap(Int.init), v > 0 { rangeSize = v }
+        if let v = environment["KMSFS_S3_PARALLEL"].flatMap(Int.init), v > 0 { uploadWidth = min(v, 64) }
     }
 
     // MARK: BundleStore
@@ -86,7 +94,7 @@ public final class S3BundleStore: BundleStore {
             let response = try call("PUT", key: key, body: Array(bytes), payloadHash: sha256.hexString)
             guard response.status == 200 else { throw failure(response, "PUT \(key)") }
         }
-        bytesSent += UInt64(bytes.count)
+        counters.withLock { $0.sent += UInt64(bytes.count) }
     }
 
     /// Streams a local file (a manifest, whatever its size) in parts: memory stays one part.
@@ -103,7 +111,7 @@ public final class S3BundleStore: BundleStore {
         }
         if size > multipartThreshold {
             try multipartPut(key, size: size, part: read)
-            bytesSent += UInt64(size)
+            counters.withLock { $0.sent += UInt64(size) }
         } else {
             try read(0..<size).withUnsafeBytes { try put(key, bytes: $0, sha256: SHA256.hash($0)) }
         }
@@ -205,7 +213,7 @@ public final class S3BundleStore: BundleStore {
             let done = try call("POST", key: key, query: [("uploadId", uploadID)], body: body, payloadHash: SHA256.hash(body).hexString)
             // S3 can answer 200 with an <Error> body for CompleteMultipartUpload.
             guard done.status == 200, !done.bodyText.contains("<Error>") else { throw failure(done, "CompleteMultipartUpload \(key)") }
-            multipartUploads += 1
+            counters.withLock { $0.multipart += 1 }
         } catch {
             _ = try? call("DELETE", key: key, query: [("uploadId", uploadID)])
             throw error
@@ -233,6 +241,8 @@ public final class S3BundleStore: BundleStore {
     private func send(_ method: String, key: String?, query: [(name: String, value: String)], body: [UInt8], payloadHash: String,
                       headers extra: [(name: String, value: String)], literalSlash: Bool, maxResponseBytes: Int?) throws -> HTTPResponse {
         let path = "/\(bucket)/" + (key.map { prefix + $0 } ?? "")
+        let http = idle.withLock { $0.popLast() } ?? HTTPClient(tls: tls, connectTimeout: 5, totalTimeout: 600)
+        defer { idle.withLock { $0.append(http) } }
         do {
             return try retry.send(http, provider: "s3", address: "\(endpoint.scheme)://\(endpoint.host)", caHint: "check --endpoint-url", request: {
                 var request = SigV4Request(method: method, scheme: endpoint.scheme, host: endpoint.host, path: path, query: query,

@@ -15,6 +15,11 @@ public final class TarBundleStore: BundleStore {
     public let path: String
     public var location: String { path }
     public private(set) var bytesSent: UInt64 = 0
+    /// One stream: one put at a time, whatever is asked.
+    public var uploadWidth: Int {
+        get { 1 }
+        set {}  // swiftlint:disable:this unused_setter_value
+    }
     private let fd: Int32
     /// Member name -> (data offset, size); the last member of a name wins.
     private var index: [String: (offset: UInt64, size: Int)] = [:]

@@ -165,6 +165,8 @@ extension SnapshotCommand {
         @Argument(help: "Destination: a directory, or s3://bucket/prefix.") var destination: String
         @Option(help: "An older snapshot already exported to the destination (incremental export).") var base: String?
         @Option(help: "Chunk size in bytes: a power of two from 64K to 256M (K, M suffixes allowed). Default 1M.") var chunkSize: String = "1M"
+        @Option(help: "Chunks uploaded at once, 1-64 (default: 8 for s3, or $KMSFS_S3_PARALLEL; 4 for a directory; a tar file takes one at a time).")
+        var parallel: Int?
         @OptionGroup var location: BundleLocationOptions
 
         func run() throws {
@@ -173,7 +175,9 @@ extension SnapshotCommand {
                 let store = try target.existingStore()
                 let info = try SnapshotRequests.usable(target.snapshot, manager: SnapshotManager(store: store))
                 if let base, base == target.snapshot { throw UserFacingError("--base must name an older snapshot, not the one exported", exitCode: ExitCodes.usage) }
+                if let parallel, !(1...64).contains(parallel) { throw UserFacingError("--parallel must be between 1 and 64", exitCode: ExitCodes.usage) }
                 let destinationStore = try location.open(destination, create: true)
+                if let parallel { destinationStore.uploadWidth = parallel }
                 let s = try Exporter(store: store, chunkSize: size).export(snapshot: info, to: destinationStore, base: base, progress: !location.json)
                 try location.report(
                     "exported snapshot \(s.snapshot) of \(target.filesystem) to \(s.location): \(s.files) files, \(s.chunks) chunks (\(humanBytes(s.bytes))); "

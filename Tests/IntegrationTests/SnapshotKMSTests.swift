@@ -62,7 +62,20 @@ import Testing
         // The read-only identity verifies; it cannot export.
         try roundTrip(box, tree: "MetaStore", location: location, endpoint: seaweed.endpoint, verifyEnv: seaweed.readOnlyCredentials)
         let denied = try box.kmsfs(["snapshot", "export", "demo", "s1", location + "-ro", "--endpoint-url", seaweed.endpoint], env: seaweed.readOnlyCredentials)
-        #expect(denied.status == 69 && denied.stderr.contains("AccessDenied"), "export with read-only credentials: \(denied.stderr)")
+        #expect(denied.status == 69 && denied.stderr.contains("AccessDenied"), "export with read-only credentials (a failed parallel upload): \(denied.stderr)")
+        // One upload at a time and sixteen at once send the same chunks; the parallel bundle verifies and imports.
+        func export(_ suffix: String, _ parallel: String) throws -> [String: Any] {
+            let r = try box.kmsfs(["snapshot", "export", "demo", "s1", location + suffix, "--endpoint-url", seaweed.endpoint, "--parallel", parallel, "--json"])
+            try #require(r.status == 0, "export --parallel \(parallel): \(r.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        }
+        let serial = try export("-serial", "1"), parallel = try export("-parallel", "16")
+        for field in ["chunks", "uploadedChunks", "uploadedBytes", "files"] {
+            #expect(serial[field] as? Int == parallel[field] as? Int && (serial[field] as? Int ?? 0) > 0, "\(field): \(serial[field] ?? "-") vs \(parallel[field] ?? "-")")
+        }
+        let deep = try box.kmsfs(["snapshot", "verify", location + "-parallel", "--endpoint-url", seaweed.endpoint, "--deep"])
+        #expect(deep.status == 0, "verify --deep of the parallel export: \(deep.stderr)")
+        #expect(try box.kmsfs(["snapshot", "export", "demo", "s1", location + "-bad", "--endpoint-url", seaweed.endpoint, "--parallel", "0"]).status == 64)
     }
 
     @Test func rehydrateOnAnotherHostThroughVaultAcrossRotation() throws {
