@@ -75,6 +75,14 @@ public struct Exporter {
         let landed = Locked((chunks: 0, bytes: UInt64(0)))
         let shared = UncheckedSendable(destination)
 
+        /// Bytes the upload threads sent since the last call, for the progress line.
+        var shown: UInt64 = 0
+        func newlyLanded() -> Int {
+            let total = landed.withLock { $0.bytes }
+            defer { shown = total }
+            return Int(total - shown)
+        }
+
         /// Sends `bytes` unless the destination holds that chunk already; returns
         /// its reference, and whether it was sent (always false when uploading in parallel: see `landed`).
         func send(_ bytes: UnsafeMutableRawBufferPointer) throws -> (ChunkReference, Bool) {
@@ -107,7 +115,7 @@ public struct Exporter {
             var (reference, sent) = try send(slice)
             reference.offset = UInt64(offset)
             try writer.add(.metadataChunk(reference))
-            progress.advance(length, transferred: sent ? length : 0)
+            progress.advance(length, transferred: sent ? length : newlyLanded())
             summary.metadataBytes += UInt64(length)
             if sent {
                 summary.uploadedChunks += 1
@@ -163,7 +171,7 @@ public struct Exporter {
                         summary.uploadedChunks += 1
                         summary.uploadedBytes += UInt64(length)
                     }
-                    progress.advance(length, transferred: sent ? length : 0)
+                    progress.advance(length, transferred: sent ? length : newlyLanded())
                 } else {
                     progress.advance(length, chunk: false)
                 }

@@ -79,7 +79,7 @@ struct PasskeyCommand: ParsableCommand {
         }
 
         static func date(_ seconds: UInt64) -> String {
-            ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+            seconds == 0 ? "unknown" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
         }
     }
 

@@ -85,7 +85,8 @@ struct PasskeyRegistry: Codable, Equatable {
     static func defaultRegistry(now: UInt64 = 0) -> PasskeyRegistry { PasskeyRegistry(inUse: "local", passkeys: [.local(now: now)]) }
 
     static func load(_ home: Home) throws -> PasskeyRegistry {
-        guard let data = FileManager.default.contents(atPath: home.kmsConfig) else { return defaultRegistry() }
+        // (The local passkey dates from its key file.)
+        guard let data = FileManager.default.contents(atPath: home.kmsConfig) else { return defaultRegistry(now: modified(home.localKey)) }
         do {
             if let registry = try? JSONDecoder().decode(PasskeyRegistry.self, from: data) {
                 guard registry.version == version else {
@@ -95,13 +96,17 @@ struct PasskeyRegistry: Codable, Equatable {
                 return registry
             }
             let legacy = try JSONDecoder().decode(KMSConfiguration.self, from: data)
-            var created = stat()
-            _ = stat(home.kmsConfig, &created)
-            guard let type = PasskeyType(rawValue: legacy.type.rawValue), type.isKMS else { return defaultRegistry() }
-            return PasskeyRegistry(inUse: "kms", passkeys: [Passkey(name: "kms", type: type, created: UInt64(max(created.st_mtim.tv_sec, 0)), kms: legacy)])
+            guard let type = PasskeyType(rawValue: legacy.type.rawValue), type.isKMS else { return defaultRegistry(now: modified(home.localKey)) }
+            return PasskeyRegistry(inUse: "kms", passkeys: [Passkey(name: "kms", type: type, created: modified(home.kmsConfig), kms: legacy)])
         } catch let error as UserFacingError { throw error } catch {
             throw UserFacingError("KMS configuration \(home.kmsConfig) is unreadable: \(error)", exitCode: ExitCodes.badConfig)
         }
+    }
+
+    /// A file's modification time (0 when it does not exist).
+    private static func modified(_ path: String) -> UInt64 {
+        var st = stat()
+        return stat(path, &st) == 0 ? UInt64(max(st.st_mtim.tv_sec, 0)) : 0
     }
 
     private func validate(_ home: Home) throws {
