@@ -1,5 +1,6 @@
 import BlockCipher
 import Foundation
+import Locking
 import MetaStore
 #if canImport(Glibc)
 import Glibc
@@ -191,12 +192,22 @@ public struct BundleReader {
             }
         }
         defer { if let c = current, c.fd >= 0 { close(c.fd) } }
-        try manifest.forEach { record in
-            try Interruption.check()
+        // Chunks are fetched (and checked against their SHA-256) ahead, on the
+        // store's `uploadWidth` threads, and written in manifest order; at most
+        // `4 × width` records wait, so memory stays a few dozen chunks.
+        let width = source.uploadWidth
+        let fetchers = width > 1 ? BoundedWorkers(width: width) : nil
+        defer { fetchers?.cancel() }
+        var waiting: [(record: ManifestRecord, bytes: Future<[UInt8]>?)] = []
+        let reader = UncheckedSendable(self)
+        func fetched(_ c: ChunkReference, ahead: Future<[UInt8]>?) throws -> [UInt8] {
+            try ahead?.wait() ?? chunk(c)
+        }
+        func process(_ record: ManifestRecord, ahead: Future<[UInt8]>?) throws {
             switch record {
             case .metadataChunk(let c):
                 guard c.offset == metadataEnd else { throw BundleError.corrupt("metadata chunks are not contiguous") }
-                let bytes = try chunk(c)
+                let bytes = try fetched(c, ahead: ahead)
                 try bytes.withUnsafeBytes { try writeFully(metaFD, $0, at: c.offset, path: staging.metadata) }
                 metadataEnd += UInt64(c.length)
                 summary.metadataBytes += UInt64(c.length)
@@ -220,7 +231,7 @@ public struct BundleReader {
                     throw BundleError.corrupt("chunk \(c.hex) of file \(FileID(file.id)) is not whole units after the previous one")
                 }
                 current!.end = c.offset + UInt64(c.length)
-                let bytes = try chunk(c)
+                let bytes = try fetched(c, ahead: ahead)
                 if file.fd >= 0 {
                     try bytes.withUnsafeBytes { try writeFully(file.fd, $0, at: c.offset, path: dataStore.path(for: FileID(file.id))) }
                 } else if let digester = file.digester {
@@ -231,6 +242,28 @@ public struct BundleReader {
                 progress.advance(c.length, transferred: c.length)
             case .end: break
             }
+        }
+        try manifest.forEach { record in
+            try Interruption.check()
+            var ahead: Future<[UInt8]>?
+            if let fetchers {
+                switch record {
+                case .metadataChunk(let c), .chunk(let c):
+                    let future = Future<[UInt8]>()
+                    try fetchers.submit { future.fulfill(Result { try reader.value.chunk(c) }) }
+                    ahead = future
+                default: break
+                }
+            }
+            waiting.append((record, ahead))
+            while waiting.count > 4 * width {
+                let next = waiting.removeFirst()
+                try process(next.record, ahead: next.bytes)
+            }
+        }
+        while !waiting.isEmpty {
+            let next = waiting.removeFirst()
+            try process(next.record, ahead: next.bytes)
         }
         try closeCurrent()
         guard fsync(metaFD) == 0 else { throw BundleError.io("fsync \(staging.metadata): \(String(cString: strerror(errno)))") }
