@@ -140,8 +140,8 @@ extension FileSystem {
 
     /// Writes held-back units of open files (see `DataFile.flushDeferred`).
     func flushDeferredWrites(olderThan age: UInt64 = 0) {
-        guard dataStore.hasDeferredWrites else { return }
-        for inode in table.allOpen() {
+        for id in dataStore.filesWithDeferredWrites {
+            guard let inode = table.handle(InodeNumber(id)) else { continue }
             do { try inode.lock.writing { try inode.data.flushDeferred(olderThan: age) } } catch {
                 FuseLog.error("writing deferred units of inode \(inode.ino): \(error)")
             }

@@ -56,8 +56,16 @@ public final class FileSystem: Sendable {
 
     /// Writes every open file's held-back units (copy-before-write batches,
     /// `DataFile.flushDeferred`): before a snapshot is taken or deleted, with writers paused.
+    /// Every file is tried; the first failure is thrown after the others were written.
     public func flushHeldBackWrites() throws {
-        for inode in table.allOpen() { try inode.lock.writing { try inode.data.flushDeferred() } }
+        var first: (any Error)?
+        for inode in table.allOpen() {
+            do { try inode.lock.writing { try inode.data.flushDeferred() } } catch {
+                FuseLog.error("writing held-back units of inode \(inode.ino): \(error)")
+                if first == nil { first = error }
+            }
+        }
+        if let first { throw first }
     }
 
     /// Before a snapshot's metadata copy, with writers paused: every file's

@@ -54,10 +54,11 @@ public final class BoundedWorkers: @unchecked Sendable {
         lock.broadcast()
     }
 
-    /// Waits for every queued job, stops the threads, and rethrows the first failure.
+    /// Waits for every queued job (after a failure: for the running ones),
+    /// stops the threads, and rethrows the first failure.
     public func finish() throws {
         lock.lock()
-        while failure == nil && (!jobs.isEmpty || busy > 0) { lock.wait() }
+        while (failure == nil && !jobs.isEmpty) || busy > 0 { lock.wait() }
         let failed = failure
         stop()
         lock.unlock()

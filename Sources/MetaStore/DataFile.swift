@@ -110,14 +110,19 @@ public final class DataFile: @unchecked Sendable {
         let units = first..<first + UInt64(count)
         if count <= Self.maxDeferredUnits, let delta = try currentDelta(), delta.needsCopy(units), !overlapsDeferred(units) {
             if deferredUnits + count > Self.maxDeferredUnits { try flushDeferred() }
-            try delta.preserve(units, liveFD: fd, livePath: path, sync: false)
-            if deferred.isEmpty {
-                deferredSince = MonotonicClock.nanoseconds()
-                store?.noteDeferring(1)
+            // Space for the held units now, so a full disk fails this write, not the flush after it
+            // (only where the range has a hole: an overwrite in place allocates nothing).
+            let start = off_t(first) * off_t(Self.unit), length = off_t(ciphertext.count)
+            let hole = lseek(fd, start, CLINUX_SEEK_HOLE)
+            let reserved = (hole >= 0 && hole >= start + length) || fallocate(fd, CLINUX_FALLOC_FL_KEEP_SIZE, start, length) == 0
+            if !reserved && errno == ENOSPC { throw MetaStoreError.io(operation: "fallocate", path: path, errno: ENOSPC) }
+            if reserved, let store, store.noteDeferring(id, bytes: ciphertext.count) {
+                try delta.preserve(units, liveFD: fd, livePath: path, sync: false)
+                if deferred.isEmpty { deferredSince = MonotonicClock.nanoseconds() }
+                deferred.append((first, Array(ciphertext)))
+                deferredUnits += count
+                return
             }
-            deferred.append((first, Array(ciphertext)))
-            deferredUnits += count
-            return
         }
         try preserve(units)
         try writeUnits(ciphertext, first: first)
@@ -137,8 +142,8 @@ public final class DataFile: @unchecked Sendable {
             try next.ciphertext.withUnsafeBytes { try writeUnits($0, first: next.first) }
             deferred.removeFirst()
             deferredUnits -= next.ciphertext.count / Self.unit
+            _ = store?.noteDeferring(id, bytes: -next.ciphertext.count, empty: deferred.isEmpty)
         }
-        store?.noteDeferring(-1)
     }
 
     /// Held-back units over the on-disk ones just read (their tags verified the old contents).

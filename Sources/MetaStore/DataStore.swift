@@ -27,11 +27,23 @@ public final class DataStore: Sendable {
     /// Whether closed files hold so many unsettled units that they should be settled now.
     public var mustSettle: Bool { unsettled.withLock { $0.units > Self.unsettledLimit } }
 
-    /// How many open files hold deferred writes (DataFile: copy-before-write
-    /// with one delta sync per batch), so the periodic flush skips the rest.
-    private let deferring = Locked(0)
-    public var hasDeferredWrites: Bool { deferring.withLock { $0 > 0 } }
-    func noteDeferring(_ delta: Int) { deferring.withLock { $0 += delta } }
+    /// The open files that hold deferred writes (DataFile: copy-before-write
+    /// with one delta sync per batch) and the bytes they hold, so the periodic
+    /// flush visits only those and the total stays bounded.
+    private let deferring = Locked((files: Set<UInt64>(), bytes: 0))
+    /// Most bytes of held-back writes across all files; past it, writes go straight through.
+    static let maxDeferredBytes = 32 << 20
+    /// Their file ids (the inode numbers of regular files).
+    public var filesWithDeferredWrites: [UInt64] { deferring.withLock { Array($0.files) } }
+    /// Records `bytes` more (or fewer) held back by `id`; false (nothing recorded) when that would pass the cap.
+    func noteDeferring(_ id: FileID, bytes: Int, empty: Bool = false) -> Bool {
+        deferring.withLock { d in
+            guard bytes <= 0 || d.bytes + bytes <= Self.maxDeferredBytes else { return false }
+            d.bytes += bytes
+            if empty { d.files.remove(id.rawValue) } else { d.files.insert(id.rawValue) }
+            return true
+        }
+    }
 
     /// The live metadata, when it commits in groups: its shared transaction
     /// commits before any data or tag file changes (`beforeFileChange`).

@@ -159,9 +159,14 @@ final class DeltaWriter {
             for i in index..<end {
                 let slice = UnsafeMutableRawBufferPointer(rebasing: ciphertext[i * unit..<(i + 1) * unit])
                 if DataFile.isZero(UnsafeRawBufferPointer(slice)) { slice.initializeMemory(as: UInt8.self, repeating: 0xFF) }
-                mark(first + UInt64(i))
             }
-            try writeFully(fd, UnsafeRawBufferPointer(rebasing: ciphertext[index * unit..<end * unit]), at: DeltaFormat.offset(of: u), path: path)
+            try checkUsable()
+            do { try writeFully(fd, UnsafeRawBufferPointer(rebasing: ciphertext[index * unit..<end * unit]), at: DeltaFormat.offset(of: u), path: path) } catch {
+                broken = true
+                throw error
+            }
+            // Held only once written: a failed write leaves the units to copy again.
+            for i in index..<end { mark(first + UInt64(i)) }
             wrote = true
             index = end
         }
@@ -198,7 +203,21 @@ final class DeltaWriter {
         if wrote && durable { try sync() }
     }
 
+    /// After a failed write or sync, the copies on disk are unknown (and a
+    /// failed fdatasync clears the error for the next one): every later
+    /// change of the file through this delta fails, so no live unit
+    /// overwrites a copy that may not be durable.
+    private var broken = false
+
+    private func checkUsable() throws {
+        guard !broken else { throw MetaStoreError.io(operation: "write", path: path, errno: EIO) }
+    }
+
     func sync() throws {
-        guard fdatasync(fd) == 0 else { throw MetaStoreError.io(operation: "fsync", path: path, errno: errno) }
+        try checkUsable()
+        guard fdatasync(fd) == 0 else {
+            broken = true
+            throw MetaStoreError.io(operation: "fsync", path: path, errno: errno)
+        }
     }
 }

@@ -69,8 +69,10 @@ public struct Exporter {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: DataStore.blockSize)
         defer { buffer.deallocate() }
         // Chunks are read and hashed here, in manifest order; their HEAD and PUT run on
-        // `uploadWidth` threads (at most twice as many chunks in memory). Counted as they land.
-        let uploads = destination.uploadWidth > 1 ? BoundedWorkers(width: destination.uploadWidth) : nil
+        // `uploadWidth` threads. Counted as they land.
+        // About four chunks per thread are in memory (queued, uploading, the request's copy): at most 256 MiB.
+        let width = min(destination.uploadWidth, max(1, (256 << 20) / (4 * chunkSize)))
+        let uploads = width > 1 ? BoundedWorkers(width: width) : nil
         defer { uploads?.cancel() }
         let landed = Locked((chunks: 0, bytes: UInt64(0)))
         let shared = UncheckedSendable(destination)

@@ -195,7 +195,8 @@ public struct BundleReader {
         // Chunks are fetched (and checked against their SHA-256) ahead, on the
         // store's `uploadWidth` threads, and written in manifest order; at most
         // `4 × width` records wait, so memory stays a few dozen chunks.
-        let width = source.uploadWidth
+        // At most 256 MiB of fetched chunks wait (large chunk sizes fetch fewer ahead).
+        let width = min(source.uploadWidth, max(1, (256 << 20) / (4 * max(manifest.header.chunkSize, 1))))
         let fetchers = width > 1 ? BoundedWorkers(width: width) : nil
         defer { fetchers?.cancel() }
         var waiting: [(record: ManifestRecord, bytes: Future<[UInt8]>?)] = []
@@ -262,6 +263,7 @@ public struct BundleReader {
             }
         }
         while !waiting.isEmpty {
+            try Interruption.check()
             let next = waiting.removeFirst()
             try process(next.record, ahead: next.bytes)
         }
