@@ -4,6 +4,34 @@ import Testing
 /// `kmsfs security kms set kmip` against PyKMIP over mutual TLS: the lifecycle
 /// with a new key and `rewrap --new-key-uid`, and the failures a KMIP user meets.
 @Suite(.serialized) struct KMIPKMSTests {
+    /// A KMIP passkey beside the local key file: added with the same checks as
+    /// `kms set`, made the one in use, and the only one left once the key file
+    /// is removed; the filesystem then mounts through KMIP alone.
+    @Test func kmipPasskey() throws {
+        guard Harness.fuseAvailable(), let kmip = PyKMIP.available() else { return }
+        let box = try Sandbox()
+        try box.create()
+        try box.mount()
+        try box.write("a.txt", "through a KMIP passkey\n")
+        try box.umount()
+        let uid = try kmip.admin("create")
+        let added = try box.kmsfs(["security", "passkey", "add", "hsm", "kmip", kmip.address, uid] + kmip.tlsArguments)
+        #expect(added.status == 0 && added.stdout.contains("TLS ok, KMIP 1.") && added.stdout.contains("wrapped 1 filesystem key(s)"),
+                "passkey add kmip: \(added.stdout)\(added.stderr)")
+        // A KMIP key the KMS does not have fails the round trip, and nothing is added.
+        let missing = try box.kmsfs(["security", "passkey", "add", "ghost", "kmip", kmip.address, "no-such-uid"] + kmip.tlsArguments)
+        let afterMissing = try box.kmsfs("security", "passkey").stdout
+        #expect(missing.status != 0 && !afterMissing.contains("ghost"), "\(missing.stderr)")
+        #expect(try box.kmsfs("security", "passkey", "use", "hsm").status == 0)
+        #expect(try box.kmsfs("security", "passkey", "remove", "local").status == 0)
+        let list = try box.kmsfs("security", "passkey", "--json")
+        let rows = (try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any])?["passkeys"] as? [[String: Any]] ?? []
+        #expect(rows.count == 1 && rows.first?["type"] as? String == "kmip" && rows.first?["inUse"] as? Bool == true, "\(list.stdout)")
+        try box.mount()
+        #expect(try box.read("a.txt") == "through a KMIP passkey\n")
+        try box.umount()
+    }
+
     @Test func lifecycleWithNewKeyRewrap() throws {
         guard Harness.fuseAvailable(), let kmip = PyKMIP.available() else { return }
         let box = try Sandbox()
