@@ -110,7 +110,8 @@ struct KeyRewrap {
             // The registry now names the new passkeys: the old slots may go. A failure here leaves both, which still
             // unlock, and a second run of the command removes the old ones.
             for change in changes where (try? SuperblockFile.replace(change.new, at: change.store.superblock)) == nil {
-                writeStderr("kmsfs: warning: \(change.store.superblock) still holds its old keyslots too; run the command again\n")
+                writeStderr("kmsfs: warning: \(change.store.superblock) still holds its old keyslots too; run the command again, "
+                            + "or 'kmsfs security passkey remove' the old passkey's name\n")
             }
         }
         for change in changes {
