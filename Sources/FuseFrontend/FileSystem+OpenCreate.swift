@@ -126,7 +126,7 @@ extension FileSystem {
         let flusher = Thread { [self] in
             while true {
                 usleep(Self.deferredFlushInterval)
-                flushDeferredWrites(olderThan: UInt64(Self.deferredFlushInterval) * 1000)
+                try? flushHeldBackWrites(olderThan: UInt64(Self.deferredFlushInterval) * 1000)  // (each failure is logged)
             }
         }
         flusher.name = "kmsfs-deferred-writes"
@@ -137,16 +137,6 @@ extension FileSystem {
     /// bounds what a daemon crash loses of writes nobody fsynced, as the
     /// kernel's own writeback does.
     static let deferredFlushInterval: UInt32 = 200_000
-
-    /// Writes held-back units of open files (see `DataFile.flushDeferred`).
-    func flushDeferredWrites(olderThan age: UInt64 = 0) {
-        for id in dataStore.filesWithDeferredWrites {
-            guard let inode = table.handle(InodeNumber(id)) else { continue }
-            do { try inode.lock.writing { try inode.data.flushDeferred(olderThan: age) } } catch {
-                FuseLog.error("writing deferred units of inode \(inode.ino): \(error)")
-            }
-        }
-    }
 
     /// 512-byte blocks the ciphertext occupies (holes are not counted).
     func allocatedBlocks(_ a: InodeAttributes) -> UInt64 {

@@ -54,13 +54,16 @@ public final class FileSystem: Sendable {
         do { try metadata.sync(advance: !readOnly) } catch { FuseLog.error("flushing metadata at unmount: \(error)") }
     }
 
-    /// Writes every open file's held-back units (copy-before-write batches,
-    /// `DataFile.flushDeferred`): before a snapshot is taken or deleted, with writers paused.
+    /// Writes the held-back units (copy-before-write batches,
+    /// `DataFile.flushDeferred`) of every open file that has some: before a
+    /// snapshot is taken or deleted (writers paused), and from the periodic
+    /// flusher (`olderThan`: only those that waited that long, nanoseconds).
     /// Every file is tried; the first failure is thrown after the others were written.
-    public func flushHeldBackWrites() throws {
+    public func flushHeldBackWrites(olderThan age: UInt64 = 0) throws {
         var first: (any Error)?
-        for inode in table.allOpen() {
-            do { try inode.lock.writing { try inode.data.flushDeferred() } } catch {
+        for id in dataStore.filesWithDeferredWrites {
+            guard let inode = table.handle(InodeNumber(id)) else { continue }
+            do { try inode.lock.writing { try inode.data.flushDeferred(olderThan: age) } } catch {
                 FuseLog.error("writing held-back units of inode \(inode.ino): \(error)")
                 if first == nil { first = error }
             }

@@ -35,7 +35,7 @@ public final class DataFile: @unchecked Sendable {
     /// of the file, fsync, release, a snapshot and a timer flush them first.
     /// Distinct units only: a write to a unit already here flushes first.
     private var deferred: [(first: UInt64, ciphertext: [UInt8])] = []
-    private var deferredUnits = 0
+    private var deferredUnits: Int { deferred.reduce(0) { $0 + $1.ciphertext.count / Self.unit } }
     private var deferredSince: UInt64 = 0
     /// Most units held back per file (512 KiB).
     static let maxDeferredUnits = 128
@@ -116,11 +116,14 @@ public final class DataFile: @unchecked Sendable {
             let hole = lseek(fd, start, CLINUX_SEEK_HOLE)
             let reserved = (hole >= 0 && hole >= start + length) || fallocate(fd, CLINUX_FALLOC_FL_KEEP_SIZE, start, length) == 0
             if !reserved && errno == ENOSPC { throw MetaStoreError.io(operation: "fallocate", path: path, errno: ENOSPC) }
+            // Counted before the copy: once copied without a sync, the write must be held back.
             if reserved, let store, store.noteDeferring(id, bytes: ciphertext.count) {
-                try delta.preserve(units, liveFD: fd, livePath: path, sync: false)
+                do { try delta.preserve(units, liveFD: fd, livePath: path, sync: false) } catch {
+                    _ = store.noteDeferring(id, bytes: -ciphertext.count, empty: deferred.isEmpty)
+                    throw error
+                }
                 if deferred.isEmpty { deferredSince = MonotonicClock.nanoseconds() }
                 deferred.append((first, Array(ciphertext)))
-                deferredUnits += count
                 return
             }
         }
@@ -141,7 +144,6 @@ public final class DataFile: @unchecked Sendable {
         while let next = deferred.first {
             try next.ciphertext.withUnsafeBytes { try writeUnits($0, first: next.first) }
             deferred.removeFirst()
-            deferredUnits -= next.ciphertext.count / Self.unit
             _ = store?.noteDeferring(id, bytes: -next.ciphertext.count, empty: deferred.isEmpty)
         }
     }

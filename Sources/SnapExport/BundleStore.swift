@@ -16,6 +16,8 @@ public protocol BundleStore: AnyObject {
     func exists(_ key: String, size: Int) throws -> Bool
     /// Stores `bytes` under `key`, atomically (readers see all or nothing).
     func put(_ key: String, bytes: UnsafeRawBufferPointer, sha256: [UInt8]) throws
+    /// The same for bytes the caller hands over (a store that sends a copy can send these instead).
+    func put(_ key: String, owned bytes: [UInt8], sha256: [UInt8]) throws
     /// Stores the local file at `path` under `key`, atomically.
     func putFile(_ key: String, path: String) throws
     /// Reads the object under `key`, which the manifest says holds `expectedSize` bytes, into
@@ -31,6 +33,12 @@ public protocol BundleStore: AnyObject {
     /// How many `exists`/`put` calls may run at once from different threads
     /// (an export's parallel uploads); 1: one at a time.
     var uploadWidth: Int { get set }
+}
+
+extension BundleStore {
+    public func put(_ key: String, owned bytes: [UInt8], sha256: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try put(key, bytes: $0, sha256: sha256) }
+    }
 }
 
 /// A value handed to another thread by a caller that makes the sharing safe

@@ -99,7 +99,7 @@ public struct Exporter {
             let copy = Array(bytes)
             try uploads.submit {
                 guard try !shared.value.exists(key, size: copy.count) else { return }
-                try copy.withUnsafeBytes { try shared.value.put(key, bytes: $0, sha256: digest) }
+                try shared.value.put(key, owned: copy, sha256: digest)
                 landed.withLock { $0.chunks += 1; $0.bytes += UInt64(copy.count) }
             }
             return (reference, false)

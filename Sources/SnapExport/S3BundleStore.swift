@@ -90,10 +90,17 @@ public final class S3BundleStore: BundleStore {
     public func put(_ key: String, bytes: UnsafeRawBufferPointer, sha256: [UInt8]) throws {
         if bytes.count > multipartThreshold {
             try multipartPut(key, size: bytes.count) { Array(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
+            counters.withLock { $0.sent += UInt64(bytes.count) }
         } else {
-            let response = try call("PUT", key: key, body: Array(bytes), payloadHash: sha256.hexString)
-            guard response.status == 200 else { throw failure(response, "PUT \(key)") }
+            try put(key, owned: Array(bytes), sha256: sha256)
         }
+    }
+
+    /// The request body is `bytes` itself (a parallel export's chunk copy), not another copy.
+    public func put(_ key: String, owned bytes: [UInt8], sha256: [UInt8]) throws {
+        guard bytes.count <= multipartThreshold else { return try bytes.withUnsafeBytes { try put(key, bytes: $0, sha256: sha256) } }
+        let response = try call("PUT", key: key, body: bytes, payloadHash: sha256.hexString)
+        guard response.status == 200 else { throw failure(response, "PUT \(key)") }
         counters.withLock { $0.sent += UInt64(bytes.count) }
     }
 

@@ -23,8 +23,7 @@ struct EventsCommand: ParsableCommand {
                 return
             }
             if json {
-                let data = try JSONSerialization.data(withJSONObject: events, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-                writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+                try writeJSON(events)
             } else {
                 let fixed: Set<String> = ["seq", "time", "event", "prev", "pid", "uid"]
                 for e in events {

@@ -95,8 +95,7 @@ struct FsCommand: ParsableCommand {
                     rows.append(row)
                 }
                 if json {
-                    let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
-                    writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+                    try writeJSON(rows)
                     return
                 }
                 let columns = ["name", "uuid", "kms", "key", "keyslots", "integrity", "size", "mounted"]

@@ -48,8 +48,7 @@ struct FsckCommand: ParsableCommand {
                                              "entries": report.entries, "data_files": report.dataFiles, "problems": report.problems,
                                              "repairs": report.repairs, "unrepaired": left, "status": Int(status),
                                              "passkeys": unlocked.answered, "failedPasskeys": unlocked.failed.map(\.passkey)]
-                let bytes = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-                writeStdout(String(decoding: bytes, as: UTF8.self) + "\n")
+                try writeJSON(object)
             } else {
                 writeStdout("\(name) (\(superblock.uuidString)): superblock ok, key ok (\(unlocked.summary)), \(report.inodes) inodes, \(report.entries) entries, \(report.dataFiles) data files\n")
                 for p in report.problems { writeStdout("problem: \(p)\n") }

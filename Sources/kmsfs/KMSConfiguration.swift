@@ -58,7 +58,7 @@ struct KMSConfiguration: Codable, Equatable {
             return VaultKeyManager(settings: settings)
         case .aws:
             let credentials = try awsCredentials(home: home)
-            let endpoint = address.contains("://") ? address : AWSKMSSettings.endpoint(region: address)
+            let endpoint = referenceAddress
             var settings = AWSKMSSettings(endpoint: endpoint, region: region ?? address, keyID: keyIdentifier, credentials: credentials,
                                           caFile: caCert, retry: Self.retryPolicy(quick: quick))
             settings.allowPlainHTTP = insecureHTTP == true

@@ -43,6 +43,11 @@ enum KeyslotWriter {
         slot.share == 0 && slot.kms.type == "local" && slot.kms.keyIdentifier == "passphrase"
     }
 
+    /// A slot only a passphrase opens: a filesystem's own, or a recovery passkey's (of any home).
+    static func isPassphraseSlot(_ slot: Keyslot) -> Bool {
+        isOwnPassphrase(slot) || (slot.share == 0 && slot.kms.type == "local" && slot.kms.keyIdentifier == RecoveryKeyManager.keyIdentifier)
+    }
+
     /// `secret` (the master or a share) wrapped by `passkey`, unwrapped again
     /// and handed to `prove` — except a recovery wrap, which only the
     /// passphrase opens (`passkey add` proves that one with the passphrase).

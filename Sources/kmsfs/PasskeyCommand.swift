@@ -59,8 +59,7 @@ struct PasskeyCommand: ParsableCommand {
                 }
                 if json {
                     let object: [String: Any] = ["passkeys": rows, "threshold": registry.thresholdValue >= 2 ? registry.thresholdValue : 1]
-                    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-                    writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+                    try writeJSON(object)
                     return
                 }
                 let header = ["NAME", "TYPE", "KEY", "IN USE", "CREATED", "LAST USED", "FILESYSTEMS"]
@@ -68,10 +67,7 @@ struct PasskeyCommand: ParsableCommand {
                     [r["name"] as! String, r["type"] as! String, r["key"] as! String, (r["inUse"] as! Bool) ? "yes" : "",
                      r["created"] as! String, r["lastUsed"] as? String ?? "never", (r["filesystems"] as! [String]).joined(separator: ",")]
                 }
-                let widths = header.indices.map { c in table.map { $0[c].count }.max()! }
-                for line in table {
-                    writeStdout(zip(line, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ") + "\n")
-                }
+                writeTable(table)
                 if registry.thresholdValue >= 2 {
                     writeStdout("threshold: \(registry.thresholdValue) of the \(registry.passkeys.filter { $0.type.isKMS }.count) KMS passkeys must answer\n")
                 }
@@ -211,7 +207,7 @@ struct PasskeyCommand: ParsableCommand {
                     guard new.keyslots.count < fs.superblock.keyslots.count else { continue }
                     let shares = new.keyslots.filter { $0.share != 0 }.count
                     if shares > 0 && shares < Int(new.threshold) { short.append(fs.name) }
-                    let left = new.keyslots.filter { slot in registry.passkeys.contains { $0.owns(slot) } || slot.kms.keyIdentifier == "passphrase" }
+                    let left = new.keyslots.filter { slot in registry.passkeys.contains { $0.owns(slot) } || KeyslotWriter.isOwnPassphrase(slot) }
                     let unlockable = left.contains { $0.share == 0 } || (new.threshold > 0 && left.filter { $0.share != 0 }.count >= Int(new.threshold))
                     if !unlockable { stranded.append(fs.name) }
                     rewrap.plan(name: fs.name, store: fs.store, old: fs.superblock, new: new)

@@ -65,8 +65,7 @@ struct KMSCommand: ParsableCommand {
                     for (k, v) in fields { object[k.replacingOccurrences(of: " ", with: "_")] = v }
                     object["reachable"] = reachable
                     object["filesystems"] = users
-                    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-                    writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+                    try writeJSON(object)
                 } else {
                     let width = fields.map(\.0.count).max() ?? 0
                     for (k, v) in fields { writeStdout(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v + "\n") }

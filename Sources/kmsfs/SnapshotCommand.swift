@@ -72,8 +72,7 @@ struct SnapshotCommand: ParsableCommand {
                     ]
                 }
                 if json {
-                    let data = try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys])
-                    writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+                    try writeJSON(rows)
                     return
                 }
                 var table = [["NAME", "ID", "CREATED", "STATE", "HELD", "MOUNTED"]]
@@ -144,8 +143,7 @@ struct BundleLocationOptions: ParsableArguments {
     /// Prints `fields` as JSON when --json, else `text`.
     func report(_ text: String, _ fields: [String: Any]) throws {
         if json {
-            let data = try JSONSerialization.data(withJSONObject: fields, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+            try writeJSON(fields)
         } else {
             writeStdout(text)
         }
@@ -337,8 +335,7 @@ extension SnapshotCommand {
                     }
                     // Passphrase wraps (the filesystem's own, or recovery passkeys of the home it came from) are not this home's to renew: kept.
                     updated.keyslots += old.keyslots.filter { slot in
-                        slot.share == 0 && slot.kms.type == "local" && ["passphrase", RecoveryKeyManager.keyIdentifier].contains(slot.kms.keyIdentifier)
-                            && !updated.keyslots.contains { $0.passkey == slot.passkey }
+                        KeyslotWriter.isPassphraseSlot(slot) && !updated.keyslots.contains { $0.passkey == slot.passkey }
                     }
                     return updated
                 }

@@ -85,6 +85,12 @@ func writeTable(_ rows: [[String]]) {
     }
 }
 
+/// A JSON value for scripts (`--json`), pretty-printed with sorted keys, on one stdout write.
+func writeJSON(_ value: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+}
+
 func writeStdout(_ text: String) {
     let bytes = Array(text.utf8)
     _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
